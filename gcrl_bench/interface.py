@@ -1,0 +1,180 @@
+"""The two contracts of gcrl-bench: what a task is and what an algorithm is.
+
+Everything here is plain data or a protocol of pure functions over pytrees; nothing here imports brax,
+plotting or statistics.
+
+Task contract
+-------------
+A task is a static :class:`TaskSpec` plus two pure functions::
+
+    reset(key, evaluation: bool) -> EnvState      # one environment; the loop vmaps it
+    step(state: EnvState, action) -> EnvState      # one env step (all physics substeps)
+
+Observations follow the goal-conditioned convention of the paper: ``obs = [state, commanded goal]`` with
+``state = obs[:state_size]`` and ``goal = obs[state_size:]``. The goal a state *achieves* is
+``state[goal_indices]``. Success is ``||state[goal_indices] - goal||_2 < success_threshold``; the shared
+loop computes it from the spec, so every task and every algorithm measures success the same way.
+
+Episode bookkeeping (time limit, auto-reset, trajectory ids) belongs to the shared loop, not to tasks:
+``step`` reports only physical termination (for example an ant that flips over).
+
+Algorithm contract
+------------------
+An algorithm is a typed, frozen config dataclass plus pure functions over one state pytree::
+
+    init(config, spec, key) -> state
+    act(config, state, obs, key, deterministic: bool) -> action      # obs: (batch, observation_size)
+    update(config, state, batch: Transition, key) -> (state, metrics)  # one gradient step
+
+Every algorithm config has a ``network: NetworkConfig`` field (gcrl_bench.networks): depth, width and the
+residual / normalisation / activation switches apply to every network of every algorithm through the one
+builder. Configs are hashable, so the loop passes them to ``jax.jit`` as static values.
+
+``act`` must be traceable with a batch dimension and return actions in [-1, 1].
+``update`` receives a relabelled batch (see :class:`Transition`) and returns scalar metrics namespaced by
+the loop (``train/...``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Literal, Mapping, Protocol
+
+import jax
+from flax import struct
+
+Array = jax.Array
+PyTree = Any
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskSpec:
+    """Static facts about a task, computed once.
+
+    Attributes:
+      name: registry name, e.g. ``"ant_big_maze"``.
+      state_size: size of the state part of the observation (the paper's ``obs_dim``).
+      goal_size: size of the commanded goal at the end of the observation.
+      goal_indices: indices into the state whose values a goal is compared with (len == goal_size).
+      action_size: size of the action vector; actions lie in [-1, 1].
+      success_threshold: Euclidean distance below which the goal counts as reached.
+      episode_length: steps per episode (time limit; 1000 for the paper's tasks).
+      env_step_seconds: simulated seconds per env step (physics dt x substeps).
+      backend: physics pipeline, e.g. ``"spring"``.
+      eval_goal_set: name of the goal set evaluation samples from (``"train"`` or e.g. ``"eval"``).
+      benchmark: True for the ten tasks of the paper; False for sanity/tutorial tasks.
+      description: one line shown by ``gcrl-bench list tasks``.
+    """
+
+    name: str
+    state_size: int
+    goal_size: int
+    goal_indices: tuple[int, ...]
+    action_size: int
+    success_threshold: float
+    episode_length: int
+    env_step_seconds: float
+    backend: str
+    eval_goal_set: str = "train"
+    benchmark: bool = True
+    description: str = ""
+
+    @property
+    def observation_size(self) -> int:
+        return self.state_size + self.goal_size
+
+    def __post_init__(self):
+        if len(self.goal_indices) != self.goal_size:
+            raise ValueError(
+                f"task {self.name!r}: goal_indices {self.goal_indices} has {len(self.goal_indices)} entries "
+                f"but goal_size is {self.goal_size}; give one state index per goal coordinate"
+            )
+
+
+@struct.dataclass
+class EnvState:
+    """State of one environment (the loop vmaps over a leading batch axis).
+
+    Attributes:
+      physics: task-specific pytree (for example a brax pipeline state).
+      obs: (observation_size,) float32 observation ``[state, goal]``.
+      terminated: () float32, 1.0 when the physics says the episode is over (a fall), else 0.0.
+    """
+
+    physics: PyTree
+    obs: Array
+    terminated: Array
+
+
+class Task(Protocol):
+    """A goal-conditioned environment: a spec and pure reset/step functions (see module docstring)."""
+
+    spec: TaskSpec
+
+    def reset(self, key: Array, evaluation: bool = False) -> EnvState: ...
+
+    def step(self, state: EnvState, action: Array) -> EnvState: ...
+
+
+@struct.dataclass
+class Transition:
+    """A batch of relabelled training tuples, leading axis = batch.
+
+    Attributes:
+      state: (B, state_size) s_t.
+      action: (B, action_size) a_t as taken in the environment.
+      goal: (B, goal_size) the relabelled goal g.
+      next_state: (B, state_size) s_{t+1} (for TD methods).
+      future_state: (B, state_size) the state the goal was taken from.
+      reward: (B,) 1.0 where ``||s_t[goal_indices] - g|| < threshold`` else 0.0.
+      discount: (B,) 0.0 where s_{t+1} is a terminal state, else 1.0.
+    """
+
+    state: Array
+    action: Array
+    goal: Array
+    next_state: Array
+    future_state: Array
+    reward: Array
+    discount: Array
+
+
+RelabelStrategy = Literal["geometric", "future", "final", "none"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Algorithm:
+    """A registered algorithm: its config class and its pure functions.
+
+    Attributes:
+      name: registry name, e.g. ``"crl"``.
+      config_cls: a frozen dataclass type; every field documented in the class docstring.
+      init, act, update: the pure functions of the module docstring.
+      relabel: which hindsight relabelling the loop applies before ``update``, given the config.
+      description: one line shown by ``gcrl-bench list algos``.
+    """
+
+    name: str
+    config_cls: type
+    init: Callable[..., PyTree]
+    act: Callable[..., Array]
+    update: Callable[..., tuple[PyTree, Mapping[str, Array]]]
+    relabel: Callable[[Any], "RelabelConfig"]
+    description: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class RelabelConfig:
+    """How the shared relabeller picks goals.
+
+    Attributes:
+      strategy: ``geometric`` (future state at offset k >= 1 with P(k) ~ gamma^k, truncated at the end of
+        the episode inside the window; CRL, GCBC), ``future`` (uniform over the rest of the episode),
+        ``final`` (the episode's last state in the window), ``none`` (keep the commanded goal).
+      gamma: discount of the geometric law (0.99 in the paper).
+      fraction: fraction of tuples relabelled (the rest keep the commanded goal); 1.0 relabels all.
+    """
+
+    strategy: RelabelStrategy = "geometric"
+    gamma: float = 0.99
+    fraction: float = 1.0
