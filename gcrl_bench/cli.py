@@ -1,0 +1,251 @@
+"""The ``gcrl-bench`` command line: run a grid, list what is registered, build a report.
+
+User errors (unknown names, invalid values, unreadable results) print one line and exit with status 2;
+nothing already written is touched.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import time
+import typing
+from pathlib import Path
+
+import click
+
+from gcrl_bench.errors import ConfigError, GcrlBenchError
+
+DEFAULT_CACHE = os.path.join(os.path.expanduser("~"), ".cache", "gcrl-bench", "jax")
+
+
+def _enable_compilation_cache() -> None:
+    import jax
+
+    jax.config.update("jax_compilation_cache_dir", os.environ.get("GCRL_BENCH_JAX_CACHE", DEFAULT_CACHE))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+
+
+def _csv(kind: str, value: str | None, cast=str) -> list:
+    if value is None:
+        return []
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    if not items:
+        raise ConfigError(f"--{kind} is empty; give a comma-separated list, e.g. --{kind} {'4,64' if cast is int else 'crl'}")
+    out = []
+    for v in items:
+        try:
+            out.append(cast(v))
+        except ValueError:
+            raise ConfigError(f"--{kind}: {v!r} is not a valid {cast.__name__}; e.g. --{kind} 4,64") from None
+    if len(set(out)) != len(out):
+        raise ConfigError(f"--{kind} lists a value twice: {value!r}")
+    return out
+
+
+def _coerce(field: dataclasses.Field, raw: str, owner: str):
+    """Parses a --set value to the type of a config field."""
+    t = field.type if not isinstance(field.type, str) else field.type
+    text = str(t)
+    try:
+        if "bool" in text:
+            if raw.lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if "Literal" in text:
+            allowed = typing.get_args(eval(t, vars(typing))) if isinstance(t, str) else typing.get_args(t)
+            if raw not in allowed:
+                raise ConfigError(f"--set {field.name}={raw}: {owner} accepts {', '.join(map(str, allowed))}")
+            return raw
+        if "int" in text:
+            return int(raw.replace("_", ""))
+        if "float" in text:
+            return float(raw)
+    except ValueError:
+        raise ConfigError(f"--set {field.name}={raw}: expected a value of type {text} for {owner}") from None
+    return raw
+
+
+def _apply_overrides(obj, overrides: dict[str, str], owner: str):
+    fields = {f.name: f for f in dataclasses.fields(obj)}
+    changes = {k: _coerce(fields[k], v, owner) for k, v in overrides.items() if k in fields and k != "network"}
+    return dataclasses.replace(obj, **changes), set(changes)
+
+
+def _parse_sets(items: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r} is not KEY=VALUE; e.g. --set batch_size=256")
+        k, v = item.split("=", 1)
+        out[k.strip()] = v.strip()
+    return out
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="gcrl-bench")
+def cli():
+    """Benchmark harness for online goal-conditioned RL: deep Contrastive RL and baselines in JAX."""
+
+
+@cli.command()
+@click.option("--algos", default="crl", show_default=True, help="Comma-separated algorithms (see `gcrl-bench list algos`).")
+@click.option("--tasks", default=None, help="Comma-separated tasks; default: all ten benchmark tasks.")
+@click.option("--depths", default="4", show_default=True, help="Network depths (positive multiples of 4), e.g. 4,16,64.")
+@click.option("--widths", default="256", show_default=True, help="Network widths.")
+@click.option("--seeds", default="0", show_default=True, help="Seeds, e.g. 0,1,2.")
+@click.option("--preset", default="paper", show_default=True, help="Loop preset (see `gcrl-bench list presets`).")
+@click.option("--env-steps", type=int, default=None, help="Override the preset's total env steps per run.")
+@click.option("--epochs", type=int, default=None, help="Override the preset's number of epochs (evaluations).")
+@click.option("--out", default="results", show_default=True, type=click.Path(file_okay=False), help="Results directory.")
+@click.option("--residual/--no-residual", default=True, show_default=True, help="Residual connections in every network.")
+@click.option("--layer-norm/--no-layer-norm", default=True, show_default=True, help="LayerNorm in every network.")
+@click.option("--activation", type=click.Choice(["swish", "relu", "tanh"]), default="swish", show_default=True)
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="Override a loop or algorithm hyperparameter, e.g. --set batch_size=256 (repeatable).")
+@click.option("--report/--no-report", default=True, show_default=True, help="Write the PDF report at the end.")
+def run(algos, tasks, depths, widths, seeds, preset, env_steps, epochs, out, residual, layer_norm, activation, sets, report):
+    """Train every combination of algorithms x tasks x depths x widths x seeds; skip completed runs."""
+    from gcrl_bench import registry, results
+    from gcrl_bench.config import derive_plan, get_preset
+    from gcrl_bench.networks import NetworkConfig
+    from gcrl_bench.runner import RunSpec
+
+    algo_names = _csv("algos", algos)
+    task_names = _csv("tasks", tasks) if tasks is not None else registry.benchmark_task_names()
+    depth_list, width_list, seed_list = _csv("depths", depths, int), _csv("widths", widths, int), _csv("seeds", seeds, int)
+    preset_obj = get_preset(preset)
+    for name in algo_names:
+        registry.get_algorithm(name)
+    specs = {name: registry.task_spec(name) for name in task_names}
+    if not task_names:
+        raise ConfigError("no benchmark tasks are registered; pass --tasks (see `gcrl-bench list tasks`)")
+    networks = [NetworkConfig(depth=d, width=w, residual=residual, layer_norm=layer_norm, activation=activation)
+                for d in depth_list for w in width_list]
+    overrides = _parse_sets(sets)
+
+    grid: list[RunSpec] = []
+    for algo_name in algo_names:
+        algorithm = registry.get_algorithm(algo_name)
+        for task_name in task_names:
+            loop = preset_obj.loop_for(task_name)
+            if env_steps is not None:
+                loop = dataclasses.replace(loop, total_env_steps=env_steps)
+            if epochs is not None:
+                loop = dataclasses.replace(loop, num_epochs=epochs)
+            loop, used_loop = _apply_overrides(loop, overrides, "the loop")
+            for net in networks:
+                algo_config, used_algo = _apply_overrides(algorithm.config_cls(network=net), overrides, algo_name)
+                unknown = set(overrides) - used_loop - used_algo - {"network"}
+                if unknown and algo_name == algo_names[-1]:
+                    names = sorted({f.name for f in dataclasses.fields(loop)} | {f.name for f in dataclasses.fields(algo_config)} - {"network"})
+                    raise ConfigError(f"--set {sorted(unknown)[0]}: unknown hyperparameter; known: {', '.join(names)}")
+                derive_plan(loop, specs[task_name])  # raises a clear error before anything runs
+                for seed in seed_list:
+                    grid.append(RunSpec(algo=algo_name, task=task_name, seed=seed, algo_config=algo_config,
+                                        loop=loop, preset=preset))
+
+    out_path = Path(out)
+    results.ensure_writable(out_path)
+    todo = [r for r in grid if not results.RunDir(out_path / "runs" / r.run_id).is_complete()]
+    total_steps = sum(derive_plan(r.loop, specs[r.task]).total_env_steps for r in todo)
+    click.echo(
+        f"plan: {len(grid)} runs ({len(algo_names)} algos x {len(task_names)} tasks x {len(networks)} networks x "
+        f"{len(seed_list)} seeds), preset {preset!r}; {len(grid) - len(todo)} already complete in {out_path}"
+    )
+    for r in todo:
+        p = derive_plan(r.loop, specs[r.task])
+        click.echo(f"  {r.run_id}: {p.total_env_steps:,} env steps, {r.loop.num_epochs} evaluations")
+    click.echo(f"total: {total_steps:,} env steps to run")
+
+    _enable_compilation_cache()
+    from gcrl_bench.progress import run_grid
+
+    failures = run_grid(todo, out_path)
+    results.write_scores_csv(out_path)
+    if report:
+        from gcrl_bench.reports import build_report
+
+        written = build_report(out_path)
+        click.echo(f"report: {written.get('pdf', out_path / 'report.pdf')}")
+    if failures:
+        raise GcrlBenchError(f"{len(failures)} run(s) failed: " + "; ".join(failures))
+
+
+@cli.command("list")
+@click.argument("what", type=click.Choice(["tasks", "algos", "presets", "all"]), default="all")
+def list_(what):
+    """List registered tasks, algorithms and presets."""
+    from gcrl_bench import registry
+    from gcrl_bench.config import PAPER_BUDGETS, PRESETS
+
+    if what in ("tasks", "all"):
+        click.echo("tasks:")
+        for name, entry in sorted(registry.task_entries().items(), key=lambda kv: (not kv[1].spec.benchmark, kv[0])):
+            s = entry.spec
+            kind = "benchmark" if s.benchmark else "SANITY (not one of the ten)"
+            budget = f"{PAPER_BUDGETS[name] // 1_000_000}M steps" if name in PAPER_BUDGETS else "-"
+            click.echo(
+                f"  {name:<20} {kind:<27} obs {s.observation_size:>3} act {s.action_size:>2} goal {list(s.goal_indices)} "
+                f"r<{s.success_threshold} T={s.episode_length} eval goals: {s.eval_goal_set:<5} paper budget {budget:<10} "
+                f"[{entry.origin}]"
+            )
+    if what in ("algos", "all"):
+        click.echo("algorithms:")
+        for name, entry in sorted(registry.algorithm_entries().items()):
+            click.echo(f"  {name:<10} {entry.algorithm.description} [{entry.origin}]")
+    if what in ("presets", "all"):
+        click.echo("presets:")
+        for p in PRESETS.values():
+            l = p.loop
+            click.echo(f"  {p.name:<7} {p.description}")
+            click.echo(f"          envs {l.num_envs}, unroll {l.unroll_length}, batch {l.batch_size}, updates/step "
+                       f"{l.updates_per_step}, replay {l.min_replay_rows}-{l.max_replay_rows} rows, eval envs "
+                       f"{l.num_eval_envs}, default budget {l.total_env_steps:,} env steps / {l.num_epochs} epochs")
+    for err in registry.PLUGIN_ERRORS:
+        click.echo(f"warning: {err}", err=True)
+
+
+@cli.command()
+@click.argument("results_dir", type=click.Path(file_okay=False))
+@click.option("-o", "--output", default=None, help="PDF path (default: RESULTS_DIR/report.pdf).")
+@click.option("--reps", default=2000, show_default=True, help="Bootstrap repetitions.")
+@click.option("--seed", default=0, show_default=True, help="Bootstrap seed.")
+def report(results_dir, output, reps, seed):
+    """Build the PDF report and tables from a results directory."""
+    from gcrl_bench import results
+    from gcrl_bench.errors import ResultsError
+    from gcrl_bench.reports import build_report
+
+    path = Path(results_dir)
+    if not (path / "runs").is_dir():
+        raise ResultsError(f"{results_dir!r} is not a gcrl-bench results directory (no runs/ folder); "
+                           "pass the --out directory of `gcrl-bench run`")
+    results.write_scores_csv(path)
+    written = build_report(path, output, reps=reps, seed=seed)
+    for kind, p in written.items():
+        click.echo(f"{kind}: {p}")
+
+
+def main(argv=None) -> None:
+    try:
+        cli.main(args=argv, prog_name="gcrl-bench", standalone_mode=False)
+    except GcrlBenchError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("interrupted: completed runs are kept; rerun the same command to finish the rest", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,237 @@
+"""Configuration of the shared online loop, its derived quantities, and the named presets.
+
+The loop is the paper's (TASKS.md §6.2): every *training step* collects ``unroll_length`` steps in each of
+``num_envs`` environments, inserts them into the trajectory buffer, samples one window of
+``window_length`` consecutive steps per environment, relabels goals inside each window, shuffles the
+tuples and runs ``updates_per_step`` gradient steps on batches of ``batch_size``. An *epoch* is
+``training_steps_per_epoch`` training steps compiled into one program, followed by an evaluation.
+
+All derived quantities come from :func:`derive_plan`, which rejects inconsistent values with one clear
+line naming the constraint, the values and a valid nearby choice.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Literal
+
+from gcrl_bench.errors import ConfigError, UnknownNameError
+from gcrl_bench.interface import TaskSpec
+
+
+@dataclasses.dataclass(frozen=True)
+class LoopConfig:
+    """Hyperparameters of the shared online loop (defaults: the paper's Table 7 and train.py).
+
+    Attributes:
+      total_env_steps: environment steps of the whole run, prefill included (paper: 100M-400M per task).
+      num_epochs: evaluations during the run; one after each epoch (paper: 1 per ~1M env steps).
+      num_envs: parallel training environments (paper: 512).
+      unroll_length: env steps collected per environment per training step (paper: 62).
+      batch_size: tuples per gradient step (paper: 512).
+      updates_per_step: gradient steps per training step (paper: 800, i.e. UTD 1:40).
+      min_replay_rows: time rows collected before training starts, per environment (paper: 1000).
+      max_replay_rows: buffer capacity in time rows per environment; FIFO beyond it (paper: 10000).
+      window_length: consecutive time rows per sampled window; relabelled goals come from the same
+        window (paper: the episode length, 1000). 0 means "the task's episode length".
+      num_eval_envs: parallel evaluation episodes after each epoch (paper: 128).
+      reset_mode: ``first``: a training environment restarts from its own first reset after an episode
+        ends (the reference's auto-reset semantics, TASKS.md §1.4); ``fresh``: it samples a new start
+        and goal every episode. Evaluation always samples fresh starts and goals.
+    """
+
+    total_env_steps: int = 100_000_000
+    num_epochs: int = 100
+    num_envs: int = 512
+    unroll_length: int = 62
+    batch_size: int = 512
+    updates_per_step: int = 800
+    min_replay_rows: int = 1000
+    max_replay_rows: int = 10_000
+    window_length: int = 0
+    num_eval_envs: int = 128
+    reset_mode: Literal["first", "fresh"] = "first"
+
+
+@dataclasses.dataclass(frozen=True)
+class LoopPlan:
+    """Quantities derived once from a LoopConfig and a task (see :func:`derive_plan`).
+
+    Attributes:
+      window_length: rows per sampled window.
+      prefill_steps: collection steps (of unroll_length rows) before training starts.
+      prefill_env_steps: env steps spent on prefill (num_envs x unroll_length x prefill_steps).
+      env_steps_per_training_step: num_envs x unroll_length.
+      training_steps_per_epoch: training steps compiled into one epoch.
+      env_steps_per_epoch: env steps collected per epoch.
+      total_env_steps: env steps the run actually takes (prefill + epochs), <= the requested total.
+      tuples_per_step: relabelled tuples available per training step (num_envs x (window_length - 1)).
+      grad_steps_total: gradient steps over the run.
+    """
+
+    window_length: int
+    prefill_steps: int
+    prefill_env_steps: int
+    env_steps_per_training_step: int
+    training_steps_per_epoch: int
+    env_steps_per_epoch: int
+    total_env_steps: int
+    tuples_per_step: int
+    grad_steps_total: int
+
+
+def _positive(name: str, value: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+
+
+def derive_plan(loop: LoopConfig, spec: TaskSpec) -> LoopPlan:
+    """Checks a LoopConfig against a task and derives the loop's quantities.
+
+    Raises:
+      ConfigError: one line naming the violated constraint, the values and a valid choice.
+    """
+    for f in ("total_env_steps", "num_epochs", "num_envs", "unroll_length", "batch_size",
+              "updates_per_step", "min_replay_rows", "max_replay_rows", "num_eval_envs"):
+        _positive(f, getattr(loop, f))
+    if loop.reset_mode not in ("first", "fresh"):
+        raise ConfigError(f"reset_mode must be 'first' or 'fresh', got {loop.reset_mode!r}")
+    window = loop.window_length or spec.episode_length
+    if window < 2:
+        raise ConfigError(f"window_length must be at least 2, got {window}")
+    if loop.min_replay_rows < window:
+        raise ConfigError(
+            f"min_replay_rows ({loop.min_replay_rows}) is smaller than window_length ({window}): a window "
+            f"could not be sampled after prefill; use min_replay_rows >= {window}"
+        )
+    if loop.max_replay_rows < loop.min_replay_rows + loop.unroll_length:
+        raise ConfigError(
+            f"max_replay_rows ({loop.max_replay_rows}) must hold min_replay_rows + unroll_length "
+            f"({loop.min_replay_rows} + {loop.unroll_length}); use max_replay_rows >= "
+            f"{loop.min_replay_rows + loop.unroll_length}"
+        )
+    tuples = loop.num_envs * (window - 1)
+    needed = loop.batch_size * loop.updates_per_step
+    if needed > tuples:
+        fit = max(1, tuples // loop.batch_size)
+        raise ConfigError(
+            f"batch_size x updates_per_step ({loop.batch_size} x {loop.updates_per_step} = {needed}) exceeds the "
+            f"{tuples} relabelled tuples of one training step (num_envs x (window_length - 1) = "
+            f"{loop.num_envs} x {window - 1}); use updates_per_step <= {fit} or more envs"
+        )
+    prefill_steps = math.ceil(loop.min_replay_rows / loop.unroll_length)
+    per_step = loop.num_envs * loop.unroll_length
+    prefill_env_steps = prefill_steps * per_step
+    remaining = loop.total_env_steps - prefill_env_steps
+    steps_per_epoch = remaining // (loop.num_epochs * per_step) if remaining > 0 else 0
+    if steps_per_epoch < 1:
+        minimum = prefill_env_steps + loop.num_epochs * per_step
+        raise ConfigError(
+            f"total_env_steps ({loop.total_env_steps}) leaves no training step per epoch after prefill "
+            f"({prefill_env_steps} env steps) for {loop.num_epochs} epochs of num_envs x unroll_length = {per_step}; "
+            f"use total_env_steps >= {minimum} or fewer epochs"
+        )
+    total = prefill_env_steps + loop.num_epochs * steps_per_epoch * per_step
+    return LoopPlan(
+        window_length=window,
+        prefill_steps=prefill_steps,
+        prefill_env_steps=prefill_env_steps,
+        env_steps_per_training_step=per_step,
+        training_steps_per_epoch=steps_per_epoch,
+        env_steps_per_epoch=steps_per_epoch * per_step,
+        total_env_steps=total,
+        tuples_per_step=tuples,
+        grad_steps_total=loop.num_epochs * steps_per_epoch * loop.updates_per_step,
+    )
+
+
+# ------------------------------------------------------------------------------------------------------
+# Presets
+
+# Total env steps per task for the paper's protocol (TASKS.md §1.6, inferred from the authors' analysis).
+PAPER_BUDGETS: dict[str, int] = {
+    "humanoid": 100_000_000,
+    "ant_big_maze": 100_000_000,
+    "ant_u4_maze": 100_000_000,
+    "arm_push_easy": 100_000_000,
+    "arm_push_hard": 100_000_000,
+    "arm_binpick_hard": 100_000_000,
+    "ant_hardest_maze": 200_000_000,
+    "ant_u5_maze": 400_000_000,
+    "humanoid_u_maze": 400_000_000,
+    "humanoid_big_maze": 400_000_000,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+    """A named, documented loop configuration.
+
+    Attributes:
+      name: preset name used on the command line.
+      description: what it is for and what it costs.
+      loop: the loop configuration; ``total_env_steps``/``num_epochs`` may be overridden per task by
+        ``budgets`` (task -> (total_env_steps, num_epochs)).
+      budgets: per-task budgets; tasks not listed use ``loop``'s.
+    """
+
+    name: str
+    description: str
+    loop: LoopConfig
+    budgets: tuple[tuple[str, int, int], ...] = ()
+
+    def loop_for(self, task: str) -> LoopConfig:
+        for name, total, epochs in self.budgets:
+            if name == task:
+                return dataclasses.replace(self.loop, total_env_steps=total, num_epochs=epochs)
+        return self.loop
+
+
+PRESETS: dict[str, Preset] = {
+    p.name: p
+    for p in (
+        Preset(
+            name="paper",
+            description=(
+                "The paper's protocol: Table 7 hyperparameters (512 envs, batch 512, UTD 1:40, replay 1k-10k rows, "
+                "128 eval envs) and the per-task budgets (100M/200M/400M env steps, one evaluation per ~1M). "
+                "GPU-sized: hours per run."
+            ),
+            loop=LoopConfig(),
+            budgets=tuple((t, n, n // 1_000_000) for t, n in PAPER_BUDGETS.items()),
+        ),
+        Preset(
+            name="quick",
+            description=(
+                "A laptop-sized real run: 64 envs, batch 256, 100 gradient steps per 3,200 env steps, 8 epochs "
+                "of ~0.2M env steps on the ten tasks (2M env steps on the sanity task is overkill: it uses "
+                "its own budget). Minutes to tens of minutes on a CPU."
+            ),
+            loop=LoopConfig(
+                total_env_steps=1_600_000, num_epochs=8, num_envs=64, unroll_length=50, batch_size=256,
+                updates_per_step=100, min_replay_rows=1000, max_replay_rows=3000, num_eval_envs=32,
+            ),
+            budgets=(("point_u_maze", 300_000, 10),),
+        ),
+        Preset(
+            name="smoke",
+            description=(
+                "Checks that everything runs end to end: 16 envs, 250-row windows, 2 short epochs, 16 eval "
+                "episodes. About a minute per run on a CPU; learns nothing on the ten tasks."
+            ),
+            loop=LoopConfig(
+                total_env_steps=16 * (250 + 2 * 2 * 50), num_epochs=2, num_envs=16, unroll_length=50,
+                batch_size=128, updates_per_step=20, min_replay_rows=250, max_replay_rows=1000,
+                window_length=250, num_eval_envs=16,
+            ),
+            budgets=(),
+        ),
+    )
+}
+
+
+def get_preset(name: str) -> Preset:
+    if name not in PRESETS:
+        raise UnknownNameError(f"unknown preset {name!r}; known presets: {', '.join(PRESETS)}")
+    return PRESETS[name]

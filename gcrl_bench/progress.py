@@ -1,0 +1,59 @@
+"""Runs a list of grid points one after another with a live progress display."""
+
+from __future__ import annotations
+
+import traceback
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from gcrl_bench import results
+from gcrl_bench.runner import EpochReport, RunSpec, execute
+
+
+def run_grid(runs: list[RunSpec], out: Path) -> list[str]:
+    """Executes ``runs`` in order; a run that fails is recorded (``failure.json``) and the grid goes on.
+
+    Returns:
+      one line per failed run.
+    """
+    console = Console(stderr=True)
+    failures: list[str] = []
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed:,.0f}/{task.total:,.0f} env steps"),
+        TextColumn("{task.fields[sps]}"),
+        TextColumn("{task.fields[tag]}"),
+        TimeElapsedColumn(),
+        TextColumn("left"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console, transient=False) as progress:
+        for i, run in enumerate(runs, 1):
+            n = run.network
+            label = f"[{i}/{len(runs)}] {run.algo} {run.task} d{n.depth} w{n.width} s{run.seed}"
+            bar = progress.add_task(label, total=None, sps="", tag="compiling")
+
+            def on_phase(phase: str, bar=bar):
+                progress.update(bar, tag=phase)
+
+            def on_epoch(r: EpochReport, bar=bar):
+                progress.update(bar, total=r.total_env_steps, completed=r.env_steps,
+                                sps=f"{r.steps_per_second:,.0f} steps/s",
+                                tag=f"epoch {r.epoch}/{r.num_epochs} time at goal {r.time_at_goal:.1f}")
+
+            try:
+                summary = execute(run, out, on_epoch=on_epoch, on_phase=on_phase)
+                progress.update(bar, tag=f"done: score {summary['score']:.1f} (compile {summary['compile_time_s']:.0f}s)")
+            except KeyboardInterrupt:
+                raise
+            except Exception as exc:  # one failed run must not stop the sweep
+                line = f"{run.run_id}: {type(exc).__name__}: {exc}"
+                failures.append(line)
+                folder = out / "runs" / run.run_id
+                results.atomic_write_text(folder / "failure.json", results.to_json(
+                    {"status": "failed", "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}))
+                progress.update(bar, tag=f"FAILED: {type(exc).__name__}")
+    return failures

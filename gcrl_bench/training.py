@@ -1,0 +1,251 @@
+"""The one online training loop shared by every algorithm, and the evaluator.
+
+Structure (TASKS.md §6.2)::
+
+    prefill:  collect prefill_steps x unroll_length rows with the initial stochastic policy
+    epoch:    lax.scan over training_steps_per_epoch of
+                collect unroll_length rows (lax.scan over vmap(task.step))  -> insert into the buffer
+                sample one window per environment -> relabel -> shuffle -> lax.scan of gradient steps
+    evaluate: fresh starts and goals, deterministic policy, one full episode
+
+Each of prefill, epoch and evaluate is one compiled program (compiled once, ahead of time, so compile
+time is measured separately from run time); the host only runs between epochs (logging, evaluation
+metrics, checkpoints). Everything that changes during a run lives in one :class:`LoopState` pytree.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any, Mapping
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from gcrl_bench import buffer as replay
+from gcrl_bench.config import LoopConfig, LoopPlan, derive_plan
+from gcrl_bench.interface import Algorithm, EnvState, Task, TaskSpec
+from gcrl_bench.relabel import relabel_window
+
+
+@struct.dataclass
+class LoopState:
+    """Everything that changes during a run.
+
+    Attributes:
+      algo: the algorithm's state pytree (parameters, optimiser states, temperatures, ...).
+      env: (num_envs, ...) batched environment states.
+      first_env: (num_envs, ...) each environment's first reset (restored after an episode ends when
+        reset_mode is ``first``).
+      episode_step: (num_envs,) int32 steps taken in the current episode.
+      traj_id: (num_envs,) int32 id of the current episode of each environment.
+      buffer: the replay buffer.
+      key: PRNG key of the loop's random stream.
+      env_steps: () int32 environment steps collected so far.
+    """
+
+    algo: Any
+    env: EnvState
+    first_env: EnvState
+    episode_step: jax.Array
+    traj_id: jax.Array
+    buffer: replay.BufferState
+    key: jax.Array
+    env_steps: jax.Array
+
+
+def _select(mask: jax.Array, a, b):
+    """Per-environment select between two batched pytrees (mask: (N,))."""
+
+    def pick(x, y):
+        m = mask.reshape(mask.shape + (1,) * (x.ndim - 1))
+        return jnp.where(m, x, y)
+
+    return jax.tree.map(pick, a, b)
+
+
+def distance_to_goal(obs: jax.Array, spec: TaskSpec) -> jax.Array:
+    """Euclidean distance between the achieved goal state[goal_indices] and the commanded goal.
+
+    Args:
+      obs: (..., observation_size).
+    Returns:
+      (...,) distances.
+    """
+    achieved = obs[..., jnp.asarray(spec.goal_indices)]
+    return jnp.linalg.norm(achieved - obs[..., spec.state_size :], axis=-1)
+
+
+@dataclasses.dataclass(frozen=True)
+class Trainer:
+    """Builds the compiled programs of one run configuration.
+
+    Attributes:
+      task, algorithm, algo_config, loop: what to run.
+    """
+
+    task: Task
+    algorithm: Algorithm
+    algo_config: Any
+    loop: LoopConfig
+
+    @property
+    def spec(self) -> TaskSpec:
+        return self.task.spec
+
+    @property
+    def plan(self) -> LoopPlan:
+        return derive_plan(self.loop, self.spec)
+
+    # -- pure functions (traced) ------------------------------------------------------------------------
+
+    def init(self, key: jax.Array) -> LoopState:
+        k_algo, k_env, k_loop = jax.random.split(key, 3)
+        n = self.loop.num_envs
+        env = jax.vmap(lambda k: self.task.reset(k, False))(jax.random.split(k_env, n))
+        capacity = self.loop.max_replay_rows
+        return LoopState(
+            algo=self.algorithm.init(self.algo_config, self.spec, k_algo),
+            env=env,
+            first_env=env,
+            episode_step=jnp.zeros((n,), jnp.int32),
+            traj_id=jnp.zeros((n,), jnp.int32),
+            buffer=replay.init(capacity, n, self.spec.observation_size, self.spec.action_size),
+            key=k_loop,
+            env_steps=jnp.zeros((), jnp.int32),
+        )
+
+    def _collect(self, state: LoopState) -> LoopState:
+        """Collects unroll_length steps in every environment and inserts them into the buffer."""
+        spec, loop = self.spec, self.loop
+
+        def env_step(carry: LoopState, key):
+            k_act, k_reset = jax.random.split(key)
+            action = self.algorithm.act(self.algo_config, carry.algo, carry.env.obs, k_act, False)
+            nxt = jax.vmap(self.task.step)(carry.env, action)
+            step = carry.episode_step + 1
+            terminated = nxt.terminated > 0.5
+            done = terminated | (step >= spec.episode_length)
+            if loop.reset_mode == "fresh":
+                restart = jax.vmap(lambda k: self.task.reset(k, False))(jax.random.split(k_reset, loop.num_envs))
+            else:
+                restart = carry.first_env
+            row = (carry.env.obs, action, carry.traj_id, terminated.astype(jnp.float32))
+            carry = carry.replace(
+                env=_select(done, restart, nxt),
+                episode_step=jnp.where(done, 0, step),
+                traj_id=jnp.where(done, carry.traj_id + 1, carry.traj_id),
+            )
+            return carry, row
+
+        key, k_steps = jax.random.split(state.key)
+        state = state.replace(key=key)
+        state, rows = jax.lax.scan(env_step, state, jax.random.split(k_steps, loop.unroll_length))
+        return state.replace(
+            buffer=replay.insert(state.buffer, *rows),
+            env_steps=state.env_steps + loop.num_envs * loop.unroll_length,
+        )
+
+    def _train_step(self, state: LoopState, _=None):
+        """One training step: collect, sample windows, relabel, shuffle, scan of gradient steps."""
+        loop, plan = self.loop, self.plan
+        state = self._collect(state)
+        key, k_sample, k_relabel, k_perm, k_update = jax.random.split(state.key, 5)
+        state = state.replace(key=key)
+        windows = replay.sample_windows(state.buffer, k_sample, loop.num_envs, plan.window_length)
+        relabel = self.algorithm.relabel(self.algo_config)
+        tuples = jax.vmap(lambda k, o, a, t, e: relabel_window(k, o, a, t, e, self.spec, relabel))(
+            jax.random.split(k_relabel, loop.num_envs), *windows
+        )
+        n_used = loop.updates_per_step * loop.batch_size
+        pick = jax.random.permutation(k_perm, plan.tuples_per_step)[:n_used]
+        batches = jax.tree.map(
+            lambda x: x.reshape((-1,) + x.shape[2:])[pick].reshape((loop.updates_per_step, loop.batch_size) + x.shape[2:]),
+            tuples,
+        )
+
+        def grad_step(algo, inputs):
+            batch, k = inputs
+            return self.algorithm.update(self.algo_config, algo, batch, k)
+
+        algo, metrics = jax.lax.scan(
+            grad_step, state.algo, (batches, jax.random.split(k_update, loop.updates_per_step))
+        )
+        metrics = {k: jnp.mean(v) for k, v in metrics.items()}
+        return state.replace(algo=algo), metrics
+
+    def prefill(self, state: LoopState) -> LoopState:
+        return jax.lax.fori_loop(0, self.plan.prefill_steps, lambda _, s: self._collect(s), state)
+
+    def epoch(self, state: LoopState):
+        """training_steps_per_epoch training steps; returns the state and the epoch's mean train metrics."""
+        state, metrics = jax.lax.scan(self._train_step, state, None, length=self.plan.training_steps_per_epoch)
+        return state, {k: jnp.mean(v) for k, v in metrics.items()}
+
+    def evaluate(self, algo_state, key: jax.Array) -> Mapping[str, jax.Array]:
+        """One full episode in num_eval_envs fresh environments with the deterministic policy.
+
+        Metrics accumulate while the episode is alive (a terminated episode stops counting, including
+        the step that terminated it), as in the reference's evaluation.
+
+        Returns:
+          per-episode arrays (num_eval_envs,): time_at_goal (steps with success, 0..episode_length),
+          success_any, success_at_end (success at the episode's last counted step), final_distance.
+        """
+        spec, n = self.spec, self.loop.num_eval_envs
+        k_reset, k_act = jax.random.split(key)
+        env = jax.vmap(lambda k: self.task.reset(k, True))(jax.random.split(k_reset, n))
+        zeros = jnp.zeros((n,), jnp.float32)
+        init = (env, jnp.ones((n,), bool), zeros, zeros, zeros, distance_to_goal(env.obs, spec))
+
+        def body(carry, k):
+            env, alive, time_at_goal, any_success, last_success, last_dist = carry
+            action = self.algorithm.act(self.algo_config, algo_state, env.obs, k, True)
+            env = jax.vmap(self.task.step)(env, action)
+            dist = distance_to_goal(env.obs, spec)
+            success = (dist < spec.success_threshold).astype(jnp.float32)
+            time_at_goal = time_at_goal + success * alive
+            any_success = jnp.maximum(any_success, success * alive)
+            last_success = jnp.where(alive, success, last_success)
+            last_dist = jnp.where(alive, dist, last_dist)
+            alive = alive & (env.terminated < 0.5)
+            return (env, alive, time_at_goal, any_success, last_success, last_dist), None
+
+        carry, _ = jax.lax.scan(body, init, jax.random.split(k_act, spec.episode_length))
+        _, _, time_at_goal, any_success, last_success, last_dist = carry
+        return {
+            "time_at_goal": time_at_goal,
+            "success_any": any_success,
+            "success_at_end": last_success,
+            "final_distance": last_dist,
+        }
+
+
+@dataclasses.dataclass
+class Compiled:
+    """The run's compiled programs and how long each took to compile (seconds)."""
+
+    init: Any
+    prefill: Any
+    epoch: Any
+    evaluate: Any
+    compile_seconds: dict[str, float]
+
+
+def compile_trainer(trainer: Trainer, key: jax.Array) -> Compiled:
+    """Compiles init, prefill, epoch and evaluate ahead of time (one jit boundary, built here)."""
+    times: dict[str, float] = {}
+
+    def aot(name, fn, *args, donate=()):
+        t0 = time.perf_counter()
+        compiled = jax.jit(fn, donate_argnums=donate).lower(*args).compile()
+        times[name] = time.perf_counter() - t0
+        return compiled
+
+    init = aot("init", trainer.init, key)
+    state_shape = jax.eval_shape(trainer.init, key)
+    prefill = aot("prefill", trainer.prefill, state_shape, donate=(0,))
+    epoch = aot("epoch", trainer.epoch, state_shape, donate=(0,))
+    evaluate = aot("evaluate", trainer.evaluate, state_shape.algo, key)
+    return Compiled(init=init, prefill=prefill, epoch=epoch, evaluate=evaluate, compile_seconds=times)
