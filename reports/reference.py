@@ -1,0 +1,45 @@
+"""Published numbers that the report prints next to ours, for orientation only.
+
+Wang et al., "1000 Layer Networks for Self-Supervised RL: Scaling Depth Can Enable New
+Goal-Reaching Capabilities" (arXiv:2503.14858, camera-ready), Appendix A.2, Table 1: Contrastive
+RL with network width 256 at depths 4 and 64; time at goal out of 1000 steps, the mean over the
+last 5 evaluations, averaged over runs; ± one standard error. Those runs used 100M-400M env steps,
+so a shorter run is not expected to reach them.
+"""
+
+from __future__ import annotations
+
+PAPER_ALGO = "crl"
+PAPER_WIDTH = 256
+PAPER_EPISODE_LENGTH = 1000
+
+# (task, depth) -> (mean, standard error)
+PAPER_TABLE1: dict[tuple[str, int], tuple[float, float]] = {
+    ("arm_binpick_hard", 4): (38.0, 4.0),
+    ("arm_binpick_hard", 64): (219.0, 15.0),
+    ("arm_push_easy", 4): (308.0, 33.0),
+    ("arm_push_easy", 64): (762.0, 30.0),
+    ("arm_push_hard", 4): (171.0, 11.0),
+    ("arm_push_hard", 64): (410.0, 13.0),
+    ("ant_u4_maze", 4): (11.4, 4.1),
+    ("ant_u4_maze", 64): (286.0, 36.0),
+    ("ant_u5_maze", 4): (0.97, 0.7),
+    ("ant_u5_maze", 64): (61.0, 18.0),
+    ("ant_big_maze", 4): (61.0, 20.0),
+    ("ant_big_maze", 64): (441.0, 25.0),
+    ("ant_hardest_maze", 4): (215.0, 8.0),
+    ("ant_hardest_maze", 64): (387.0, 21.0),
+    ("humanoid", 4): (12.6, 1.3),
+    ("humanoid", 64): (649.0, 19.0),
+    ("humanoid_u_maze", 4): (3.2, 1.2),
+    ("humanoid_u_maze", 64): (159.0, 33.0),
+    ("humanoid_big_maze", 4): (0.06, 0.04),
+    ("humanoid_big_maze", 64): (59.0, 21.0),
+}
+
+
+def paper_table1(algo: str, task: str, depth: int, width: int, episode_length: int) -> tuple[float, float] | None:
+    """The paper's (mean, standard error) for this configuration, or None when it reports none."""
+    if algo != PAPER_ALGO or width != PAPER_WIDTH or episode_length != PAPER_EPISODE_LENGTH:
+        return None
+    return PAPER_TABLE1.get((task, depth))

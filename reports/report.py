@@ -1,0 +1,346 @@
+"""The PDF report of a results directory, with its tables as CSV, Markdown and LaTeX beside it.
+
+Pages, in order:
+1. title page: what was run (algorithms, tasks, depths, widths, seeds, env steps, presets,
+   package and code versions, hardware) and how the statistics were computed;
+2. tables: time at goal per task and configuration, then the normalised aggregate over tasks;
+3. learning curves: evaluation time at goal against env steps, one panel per task;
+4. the runs that are not included (in progress, failed) and why.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime
+import importlib.metadata
+import os
+import tempfile
+import textwrap
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.backends.backend_pdf import PdfPages
+from matplotlib.figure import Figure
+
+from gcrl_bench.errors import ConfigError, ResultsError
+from gcrl_bench.reports import stats, tables
+from gcrl_bench.reports.results import RUN_KEY, Results, load_results
+
+PAGE_SIZE = (11.69, 8.27)  # A4 landscape, inches
+TABLE_ROWS_PER_PAGE = 24
+CURVE_PANELS_PER_PAGE = 4  # 2 x 2
+
+
+@dataclasses.dataclass(frozen=True)
+class CurveLine:
+    """One configuration's mean learning curve on one task.
+
+    grid, mean, lower, upper have shape (num_points,); lower/upper bound the 95% bootstrap
+    interval of the mean over seeds (equal to the mean when there is a single seed).
+    """
+
+    algo: str
+    depth: int
+    width: int
+    num_seeds: int
+    grid: np.ndarray
+    mean: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+
+    @property
+    def label(self) -> str:
+        seeds = "1 seed" if self.num_seeds == 1 else f"{self.num_seeds} seeds"
+        return f"{self.algo} depth {self.depth} width {self.width} ({seeds})"
+
+
+def learning_curves(results: Results, *, reps: int, seed: int) -> dict[str, list[CurveLine]]:
+    """Evaluation time at goal against env steps, per task and configuration.
+
+    Each configuration's runs are aligned with `stats.align_curves` (union of their evaluation
+    steps within the range all of them cover, linear interpolation), then averaged over seeds
+    with a pointwise stratified-bootstrap 95% interval (`stats.curve_band`).
+
+    Returns:
+        {task: [CurveLine per (algo, depth, width)]}, tasks and lines sorted.
+    """
+    evaluations = results.evaluations[results.evaluations["metric"] == "time_at_goal"]
+    curves: dict[str, list[CurveLine]] = {}
+    for (task, algo, depth, width), rows in evaluations.groupby(["task", "algo", "depth", "width"]):
+        runs = [
+            (run["env_steps"].to_numpy(), run["value"].to_numpy())
+            for _, run in rows.sort_values("env_steps").groupby("seed")
+        ]
+        grid, values = stats.align_curves(runs)
+        mean, lower, upper = stats.curve_band(
+            values, rng=tables.cell_rng(seed, "curve", task, algo, depth, width), reps=reps
+        )
+        curves.setdefault(task, []).append(CurveLine(algo, int(depth), int(width), len(runs), grid, mean, lower, upper))
+    return curves
+
+
+# ----------------------------------------------------------------------------------------------
+# Writing files
+
+
+def _write_atomically(path: Path, write: Callable[[Path], None]) -> None:
+    """Writes through `write(temporary_path)` in path's directory, then renames onto path, so a
+    reader never sees a half-written file."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(descriptor)
+    except OSError as error:
+        raise ResultsError(f"cannot write {path}: {error.strerror}; choose a writable output location") from error
+    try:
+        write(Path(temporary))
+        os.replace(temporary, path)
+    except OSError as error:
+        raise ResultsError(f"cannot write {path}: {error.strerror}; choose a writable output location") from error
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(temporary)
+
+
+def _write_text(path: Path, text: str) -> None:
+    _write_atomically(path, lambda temporary: temporary.write_text(text))
+
+
+# ----------------------------------------------------------------------------------------------
+# Pages
+
+
+@contextlib.contextmanager
+def _print_style() -> Iterator[None]:
+    """seaborn's white-grid style at a size readable on paper, applied to figures made inside."""
+    rc = {**sns.axes_style("whitegrid"), **sns.plotting_context("paper", font_scale=1.3), "pdf.fonttype": 42}
+    with matplotlib.rc_context(rc):
+        yield
+
+
+def _distinct(values) -> str:
+    unique = sorted({str(v) for v in values}, key=lambda v: (len(v), v) if v.isdigit() else (0, v))
+    return ", ".join(unique) if unique else "-"
+
+
+def _title_page(results: Results, *, reps: int, seed: int, num_curve_points: str) -> Figure:
+    runs, configs = results.runs, list(results.configs.values())
+    versions: dict[str, set[str]] = {}
+    for config in configs:
+        for package, version in (config.get("versions") or {}).items():
+            versions.setdefault(str(package), set()).add(str(version))
+    hardware = {
+        f"{(c.get('hardware') or {}).get('platform', '?')} / {(c.get('hardware') or {}).get('device', '?')} "
+        f"({(c.get('hardware') or {}).get('cpu_count', '?')} CPUs)"
+        for c in configs
+    }
+    lines = [
+        ("Results directory", str(results.directory)),
+        ("Runs", f"{len(runs)} complete and included; {len(results.not_included)} not included (listed on the last page)"),
+        ("Algorithms", _distinct(runs["algo"])),
+        ("Tasks", _distinct(runs["task"])),
+        ("Depths", _distinct(runs["depth"])),
+        ("Widths", _distinct(runs["width"])),
+        ("Seeds", _distinct(runs["seed"])),
+        ("Presets", _distinct(runs["preset"])),
+        ("Episode length", _distinct(runs["episode_length"])),
+        ("Env steps planned", _distinct(f"{v:,}" for v in runs["env_steps_planned"])),
+        ("Env steps at the end", _distinct(f"{v:,}" for v in runs["env_steps"])),
+        ("Package versions", "; ".join(f"{p} {_distinct(v)}" for p, v in sorted(versions.items())) or "-"),
+        ("Code version", _distinct(str(c.get("code_version", "?")) for c in configs)),
+        ("Hardware", "; ".join(sorted(hardware))),
+        ("Score of a run", "time at goal (steps within the success radius out of the episode length), "
+                           "mean over the run's last 5 evaluations"),
+        ("Aggregate over tasks", "normalised score = score / episode length, in [0, 1]"),
+        ("Intervals", f"95% percentile stratified bootstrap over seeds (rliable "
+                      f"{importlib.metadata.version('rliable')}), {reps:,} resamples, seed {seed}"),
+        ("Learning curves", "each configuration's runs are linearly interpolated onto the union of their "
+                            "evaluation steps within the range all of them cover; line = mean over seeds, "
+                            f"band = 95% pointwise bootstrap interval ({num_curve_points})"),
+    ]
+    figure = Figure(figsize=PAGE_SIZE)
+    figure.text(0.06, 0.92, "gcrl-bench report", fontsize=24, weight="bold")
+    figure.text(0.06, 0.885, f"generated {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}", fontsize=10, color="0.35")
+    y = 0.83
+    for name, value in lines:
+        wrapped = textwrap.wrap(value, 120) or ["-"]
+        figure.text(0.06, y, name, fontsize=10, weight="bold", va="top")
+        figure.text(0.25, y, "\n".join(wrapped), fontsize=10, va="top")
+        y -= 0.034 * len(wrapped) + 0.008
+    return figure
+
+
+def _table_pages(title: str, table: pd.DataFrame, note: str) -> list[Figure]:
+    pages = []
+    chunks = [table.iloc[i:i + TABLE_ROWS_PER_PAGE] for i in range(0, max(len(table), 1), TABLE_ROWS_PER_PAGE)]
+    for number, chunk in enumerate(chunks, start=1):
+        figure = Figure(figsize=PAGE_SIZE)
+        suffix = f" ({number}/{len(chunks)})" if len(chunks) > 1 else ""
+        figure.text(0.04, 0.94, title + suffix, fontsize=16, weight="bold")
+        figure.text(0.04, 0.04, "\n".join(textwrap.wrap(note, 170)), fontsize=9, color="0.25", va="bottom")
+        axes = figure.add_axes((0.04, 0.12, 0.92, 0.78))
+        axes.axis("off")
+        if len(chunk):
+            # Column widths in proportion to their longest text; the font shrinks when the longest
+            # rows would not fit across the page (about 0.6 em per character).
+            characters = [max(len(str(c)), *(len(str(v)) for v in chunk[c])) + 2 for c in chunk.columns]
+            available_points = 0.92 * PAGE_SIZE[0] * 72
+            font_size = min(9.0, available_points / (0.6 * sum(characters)))
+            used = min(1.0, 0.6 * font_size * sum(characters) / available_points)
+            drawn = axes.table(cellText=chunk.to_numpy(), colLabels=list(chunk.columns), loc="upper center",
+                               cellLoc="left", colWidths=[used * n / sum(characters) for n in characters])
+            drawn.auto_set_font_size(False)
+            drawn.set_fontsize(font_size)
+            drawn.scale(1.0, 1.5)
+            for (row, _), cell in drawn.get_celld().items():
+                if row == 0:
+                    cell.set_text_props(weight="bold")
+                    cell.set_facecolor("0.9")
+        else:
+            axes.text(0.0, 1.0, "none", va="top", fontsize=11)
+        pages.append(figure)
+    return pages
+
+
+def _steps_scale(max_steps: float) -> tuple[float, str]:
+    if max_steps >= 1e6:
+        return 1e6, "environment steps (millions)"
+    if max_steps >= 1e3:
+        return 1e3, "environment steps (thousands)"
+    return 1.0, "environment steps"
+
+
+def _curve_pages(curves: dict[str, list[CurveLine]], results: Results) -> list[Figure]:
+    configurations = sorted({(line.algo, line.depth, line.width) for lines in curves.values() for line in lines})
+    palette = sns.color_palette("colorblind" if len(configurations) <= 10 else "husl", len(configurations))
+    colour = dict(zip(configurations, palette))
+    max_steps = max(float(line.grid.max()) for lines in curves.values() for line in lines if line.grid.size)
+    scale, x_label = _steps_scale(max_steps)
+    tasks = sorted(curves)
+    pages = []
+    for start in range(0, len(tasks), CURVE_PANELS_PER_PAGE):
+        figure = Figure(figsize=PAGE_SIZE, layout="constrained")
+        figure.suptitle("Learning curves: evaluation time at goal (line: mean over seeds; band: 95% bootstrap CI)",
+                        fontsize=14, weight="bold")
+        page_tasks = tasks[start:start + CURVE_PANELS_PER_PAGE]
+        grid = figure.subplots((len(page_tasks) + 1) // 2, 2, squeeze=False)
+        for axes, task in zip(grid.flat, page_tasks + [None]):
+            if task is None:
+                axes.axis("off")
+                continue
+            for line in curves[task]:
+                key = (line.algo, line.depth, line.width)
+                x = line.grid / scale
+                axes.plot(x, line.mean, color=colour[key], label=line.label, linewidth=1.8, marker="." if x.size < 3 else None)
+                if line.num_seeds > 1:
+                    axes.fill_between(x, line.lower, line.upper, color=colour[key], alpha=0.2, linewidth=0)
+            lengths = sorted(set(results.runs.loc[results.runs["task"] == task, "episode_length"]))
+            out_of = f" out of {lengths[0]}" if len(lengths) == 1 else ""
+            axes.set_title(task)
+            axes.set_xlabel(x_label)
+            axes.set_ylabel(f"time at goal (steps{out_of})")
+            axes.set_ylim(bottom=0)
+            axes.legend(fontsize=9, loc="best")
+        pages.append(figure)
+    return pages
+
+
+def _not_included_table(results: Results) -> pd.DataFrame:
+    rows = results.not_included
+    return pd.DataFrame({
+        "Run": rows["run_id"],
+        **{name.capitalize(): rows[name].astype(str) for name in RUN_KEY},
+        "Last evaluation (env steps)": ["-" if pd.isna(v) else f"{int(v):,}" for v in rows["last_env_steps"]],
+        "Planned env steps": [f"{int(v):,}" for v in rows["env_steps_planned"]],
+        "Reason": rows["reason"],
+    })
+
+
+# ----------------------------------------------------------------------------------------------
+# Entry point
+
+
+def build_report(
+    results_dir: str | os.PathLike, output_pdf: str | os.PathLike | None = None, *, reps: int = 2000, seed: int = 0
+) -> dict[str, Path]:
+    """Builds the PDF report of a results directory and writes its tables beside it.
+
+    Args:
+        results_dir: directory with scores.csv and runs/ (see `gcrl_bench.reports.results`).
+        output_pdf: where to write the PDF; default results_dir/report.pdf. The tables go beside
+            it as <stem>_tables.csv, <stem>_tables.md and <stem>_tables.tex.
+        reps: number of bootstrap resamples per interval.
+        seed: seed of every bootstrap; the same data, reps and seed give the same numbers.
+
+    Returns:
+        {"pdf", "csv", "markdown", "latex": path written}.
+
+    Raises:
+        ResultsError: unreadable, inconsistent or incompatible results, or an unwritable output.
+        ConfigError: reps or seed out of range.
+    """
+    if not isinstance(reps, int) or isinstance(reps, bool) or reps < 1:
+        raise ConfigError(f"reps must be a positive integer number of bootstrap resamples, got {reps!r}; try 2000")
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
+    results = load_results(results_dir)
+    pdf_path = Path(output_pdf) if output_pdf is not None else results.directory / "report.pdf"
+    stem = pdf_path.with_suffix("")
+    paths = {
+        "pdf": pdf_path,
+        "csv": stem.with_name(stem.name + "_tables.csv"),
+        "markdown": stem.with_name(stem.name + "_tables.md"),
+        "latex": stem.with_name(stem.name + "_tables.tex"),
+    }
+
+    per_task = tables.task_table(results, reps=reps, seed=seed)
+    aggregates = tables.aggregate_table(results, reps=reps, seed=seed)
+    curves = learning_curves(results, reps=reps, seed=seed)
+    task_text = tables.display_task_table(per_task)
+    aggregate_text = tables.display_aggregate_table(aggregates)
+    task_note = (
+        "Time at goal: steps within the success radius out of the episode length; a run's score is the mean "
+        "of its last 5 evaluations. Mean over seeds with a 95% stratified-bootstrap interval over seeds (a "
+        "single seed gives a zero-width interval). Paper Table 1: Wang et al. 2025 (arXiv:2503.14858), CRL, "
+        "width 256, mean ± standard error, runs of 100M-400M env steps."
+    )
+    aggregate_note = (
+        "Normalised score = score / episode length, aggregated over the tasks each configuration ran (tasks: "
+        + "; ".join(f"{r.algo} depth {r.depth} width {r.width}: {r.tasks}" for r in aggregates.itertuples())
+        + "). IQM = interquartile mean over all runs and tasks; mean and median of the per-task means; "
+        "optimality gap = 1 - mean of min(score, 1). 95% stratified-bootstrap intervals (runs resampled within "
+        "tasks). n/a: IQM and optimality gap need the same number of seeds on every task."
+    )
+    num_points = sorted({line.grid.size for lines in curves.values() for line in lines})
+    points_text = f"{num_points[0]}" if len(num_points) == 1 else f"{num_points[0]}-{num_points[-1]}"
+
+    def write_pdf(temporary: Path) -> None:
+        with _print_style(), PdfPages(temporary, metadata={"Title": "gcrl-bench report", "Creator": "gcrl-bench"}) as pdf:
+            pages = [
+                _title_page(results, reps=reps, seed=seed, num_curve_points=f"{points_text} points per curve"),
+                *_table_pages("Time at goal per task", task_text, task_note),
+                *_table_pages("Aggregate over tasks: normalised score", aggregate_text, aggregate_note),
+                *_curve_pages(curves, results),
+                *_table_pages("Runs not included", _not_included_table(results),
+                              "Runs without a complete summary.json (in progress or failed) or without a finite "
+                              "score. They appear in no table or curve; no value is filled in for them."),
+            ]
+            for page in pages:
+                pdf.savefig(page)
+
+    _write_atomically(paths["pdf"], write_pdf)
+    _write_atomically(paths["csv"], lambda temporary: tables.long_table(per_task, aggregates).to_csv(temporary, index=False))
+    _write_text(paths["markdown"], "\n\n".join([
+        "## Time at goal per task", tables.to_markdown(task_text), task_note,
+        "## Aggregate over tasks: normalised score", tables.to_markdown(aggregate_text), aggregate_note,
+    ]) + "\n")
+    _write_text(paths["latex"], "\n\n".join([
+        tables.to_latex(task_text, "Time at goal per task. " + task_note),
+        tables.to_latex(aggregate_text, "Aggregate over tasks: normalised score. " + aggregate_note),
+    ]) + "\n")
+    return paths

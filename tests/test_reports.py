@@ -1,0 +1,334 @@
+"""Fast tests of the report: statistics against rliable and hand-computed values, reproducible
+bootstrap intervals, and a report built from a small, well-formed results directory."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from pypdf import PdfReader
+from rliable import library as rly
+from rliable import metrics as rly_metrics
+
+from gcrl_bench.errors import ResultsError
+from gcrl_bench.reports import build_report, load_results, stats, tables
+
+EPISODE_LENGTH = 1000
+TASKS = ("ant_big_maze", "arm_push_easy")
+DEPTHS = (4, 64)
+SEEDS = (0, 1, 2)
+EVAL_STEPS = tuple(range(100_000, 1_000_001, 100_000))  # 10 evaluations
+REPS = 200
+
+# ----------------------------------------------------------------------------------------------
+# A results directory in the training code's format (format_version 1)
+
+
+def _time_at_goal(task: str, depth: int, seed: int, step: int) -> float:
+    """A plausible rising curve: deeper networks and the arm task do better; seeds differ."""
+    ceiling = (300.0 if depth == 64 else 60.0) * (2.0 if task == "arm_push_easy" else 1.0)
+    return ceiling * (step / EVAL_STEPS[-1]) ** 1.5 + 7.0 * seed
+
+
+def _config(run_id: str, task: str, depth: int, seed: int) -> dict:
+    return {
+        "format_version": 1, "run_id": run_id, "algo": "crl", "task": task, "depth": depth, "width": 256,
+        "seed": seed, "preset": "tiny", "env_steps_planned": EVAL_STEPS[-1], "episode_length": EPISODE_LENGTH,
+        "algo_config": {"logsumexp_penalty": 0.1}, "loop_config": {"num_envs": 8},
+        "versions": {"gcrl_bench": "0.1.0", "jax": "0.10.0"}, "code_version": "abc1234",
+        "hardware": {"platform": "cpu", "device": "TFRT_CPU_0", "cpu_count": 2},
+    }
+
+
+def _write_run(root: Path, rows: list, task: str, depth: int, seed: int, steps, *, complete: bool) -> str:
+    run_id = f"crl_{task}_d{depth}_w256_s{seed}"
+    run_dir = root / "runs" / run_id
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.json").write_text(json.dumps(_config(run_id, task, depth, seed)))
+    records = []
+    for epoch, step in enumerate(steps):
+        tag = _time_at_goal(task, depth, seed, step)
+        values = {"time_at_goal": tag, "success_any": min(1.0, tag / 100), "success_at_end": min(1.0, tag / 300),
+                  "final_distance": 5.0 - tag / 300}
+        records.append({"epoch": epoch, "env_steps": step, "wall_time_s": 1.5 * (epoch + 1),
+                        **{f"eval/{k}": v for k, v in values.items()}, "train/critic_loss": 0.5})
+        rows += [("crl", task, depth, 256, seed, step, metric, value) for metric, value in values.items()]
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    if complete:
+        score = float(np.mean([r["eval/time_at_goal"] for r in records[-5:]]))
+        rows.append(("crl", task, depth, 256, seed, steps[-1], "score", score))
+        (run_dir / "summary.json").write_text(json.dumps({
+            "status": "complete", "score": score, "score_normalized": score / EPISODE_LENGTH,
+            "env_steps": steps[-1], "wall_time_s": 15.0, "compile_time_s": 3.0, "episode_length": EPISODE_LENGTH,
+        }))
+    return run_id
+
+
+def write_results_dir(root: Path) -> Path:
+    """2 tasks x 2 depths x 3 complete seeds, plus one run still in progress (seed 3)."""
+    rows: list = []
+    for task in TASKS:
+        for depth in DEPTHS:
+            for seed in SEEDS:
+                _write_run(root, rows, task, depth, seed, EVAL_STEPS, complete=True)
+    _write_run(root, rows, "ant_big_maze", 64, 3, EVAL_STEPS[:4], complete=False)
+    pd.DataFrame(rows, columns=["algo", "task", "depth", "width", "seed", "env_steps", "metric", "value"]).to_csv(
+        root / "scores.csv", index=False
+    )
+    return root
+
+
+def expected_score(task: str, depth: int, seed: int) -> float:
+    return float(np.mean([_time_at_goal(task, depth, seed, s) for s in EVAL_STEPS[-5:]]))
+
+
+IN_PROGRESS_RUN = "crl_ant_big_maze_d64_w256_s3"
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    root = write_results_dir(tmp_path_factory.mktemp("results"))
+    return root, build_report(root, reps=REPS, seed=0)
+
+
+# ----------------------------------------------------------------------------------------------
+# Statistics
+
+
+def test_point_estimates_equal_rliable_functions():
+    scores = np.random.default_rng(3).uniform(size=(7, 4))
+    ours = stats.point_estimates(scores)
+    assert ours["iqm"] == rly_metrics.aggregate_iqm(scores)
+    assert ours["mean"] == rly_metrics.aggregate_mean(scores)
+    assert ours["median"] == rly_metrics.aggregate_median(scores)
+    assert ours["optimality_gap"] == rly_metrics.aggregate_optimality_gap(scores)
+    intervals = stats.interval_estimates(scores, rng=np.random.default_rng(0), reps=50)
+    assert {name: iv.estimate for name, iv in intervals.items()} == pytest.approx(ours, rel=0, abs=0)
+
+
+def test_known_scores_give_known_mean_and_a_covering_interval():
+    # Hand-computed: mean of (1, 2, 3, 4, 10) = 4; the IQM trims one value at each end: mean(2, 3, 4) = 3.
+    scores = np.array([[1.0], [2.0], [3.0], [4.0], [10.0]])
+    intervals = stats.interval_estimates(scores, rng=np.random.default_rng(0), reps=2000, statistics=("mean", "iqm"))
+    assert intervals["mean"].estimate == pytest.approx(4.0)
+    assert intervals["iqm"].estimate == pytest.approx(3.0)
+    for interval in intervals.values():
+        assert 1.0 <= interval.lower < interval.estimate < interval.upper <= 10.0
+    constant = stats.seed_mean_interval(np.array([5.0, 5.0, 5.0]), rng=np.random.default_rng(0), reps=100)
+    assert (constant.estimate, constant.lower, constant.upper) == (5.0, 5.0, 5.0)
+
+
+def test_bootstrap_is_reproducible_from_the_seed_and_leaves_the_global_rng_alone():
+    scores = np.random.default_rng(4).uniform(size=(5, 3))
+    np.random.seed(123)
+    global_before = np.random.get_state()[1].copy()
+    first = stats.interval_estimates(scores, rng=np.random.default_rng(7), reps=300)
+    second = stats.interval_estimates(scores, rng=np.random.default_rng(7), reps=300)
+    other = stats.interval_estimates(scores, rng=np.random.default_rng(8), reps=300)
+    assert first == second
+    assert first != other
+    assert np.array_equal(np.random.get_state()[1], global_before)
+
+
+def test_rliable_random_state_alone_does_not_reproduce_intervals():
+    """Why stats seeds numpy's global RNG: rliable resamples with np.random.choice, ignoring random_state."""
+    scores = np.random.default_rng(5).uniform(size=(5, 3))
+
+    def iqm(matrix):
+        return np.array([rly_metrics.aggregate_iqm(matrix)])
+
+    with pytest.warns(FutureWarning):  # arch deprecates random_state
+        _, first = rly.get_interval_estimates({"x": scores}, iqm, reps=300, random_state=np.random.RandomState(0))
+        _, second = rly.get_interval_estimates({"x": scores}, iqm, reps=300, random_state=np.random.RandomState(0))
+    assert not np.array_equal(first["x"], second["x"])
+
+
+def test_unequal_seed_counts_give_task_weighted_mean_and_no_iqm():
+    per_task = [np.array([0.1, 0.2, 0.3]), np.array([0.9, 1.0])]
+    estimates = stats.ragged_interval_estimates(per_task, rng=np.random.default_rng(0), reps=200)
+    assert estimates["mean"].estimate == pytest.approx((0.2 + 0.95) / 2)
+    assert estimates["median"].estimate == pytest.approx((0.2 + 0.95) / 2)
+    assert np.isnan(estimates["iqm"].estimate) and np.isnan(estimates["optimality_gap"].estimate)
+    equal = stats.ragged_interval_estimates([per_task[0], per_task[0]], rng=np.random.default_rng(0), reps=50)
+    assert equal["iqm"].estimate == pytest.approx(rly_metrics.aggregate_iqm(np.stack([per_task[0]] * 2, axis=1)))
+
+
+def test_align_curves_uses_the_union_grid_within_the_common_range():
+    grid, values = stats.align_curves([
+        (np.array([0, 10, 20]), np.array([0.0, 1.0, 2.0])),
+        (np.array([0, 15, 30]), np.array([0.0, 3.0, 6.0])),
+    ])
+    np.testing.assert_array_equal(grid, [0, 10, 15, 20])
+    np.testing.assert_allclose(values, [[0, 1, 1.5, 2], [0, 2, 3, 4]])
+
+
+def test_curve_band_single_run_has_no_spread_and_several_runs_bracket_the_mean():
+    mean, lower, upper = stats.curve_band(np.array([[1.0, 2.0, 3.0]]), rng=np.random.default_rng(0), reps=50)
+    np.testing.assert_array_equal(lower, mean)
+    np.testing.assert_array_equal(upper, mean)
+    values = np.random.default_rng(1).uniform(size=(4, 6))
+    mean, lower, upper = stats.curve_band(values, rng=np.random.default_rng(0), reps=200)
+    np.testing.assert_allclose(mean, values.mean(axis=0))
+    assert np.all(lower <= mean) and np.all(mean <= upper)
+
+
+# ----------------------------------------------------------------------------------------------
+# The report
+
+
+def test_report_writes_pdf_and_tables_beside_it(built):
+    root, paths = built
+    assert paths == {
+        "pdf": root / "report.pdf", "csv": root / "report_tables.csv",
+        "markdown": root / "report_tables.md", "latex": root / "report_tables.tex",
+    }
+    assert all(p.is_file() and p.stat().st_size > 0 for p in paths.values())
+    assert not list(root.glob(".*.tmp"))
+
+
+def test_report_pages_show_what_was_run_tables_curves_and_excluded_runs(built):
+    _, paths = built
+    pages = [page.extract_text() for page in PdfReader(paths["pdf"]).pages]
+    assert len(pages) == 5
+    title, task_page, aggregate_page, curves, excluded = pages
+    assert "gcrl-bench report" in title
+    for expected in ("crl", *TASKS, "4, 64", "256", "0, 1, 2", "tiny", "1,000,000", "jax 0.10.0", "abc1234",
+                     "TFRT_CPU_0", f"{REPS:,} resamples, seed 0"):
+        assert expected in title, expected
+    assert "Time at goal per task" in task_page
+    csv = pd.read_csv(paths["csv"])
+    for row in csv[csv["table"] == "task"].itertuples():
+        assert tables.format_interval(row.value, row.ci95_low, row.ci95_high, 1) in task_page
+    assert "Aggregate over tasks" in aggregate_page and "IQM" in aggregate_page
+    assert "Learning curves" in curves and "environment steps (millions)" in curves
+    assert all(task in curves for task in TASKS)
+    assert "Runs not included" in excluded and IN_PROGRESS_RUN in excluded and "400,000" in excluded
+
+
+def test_csv_matches_scores_recomputed_from_the_runs(built):
+    _, paths = built
+    csv = pd.read_csv(paths["csv"])
+    task_rows = csv[csv["table"] == "task"]
+    assert len(task_rows) == len(TASKS) * len(DEPTHS)
+    for row in task_rows.itertuples():
+        scores = [expected_score(row.task, row.depth, seed) for seed in SEEDS]
+        assert row.value == pytest.approx(np.mean(scores))
+        assert row.ci95_low <= row.value <= row.ci95_high
+        assert str(row.num_seeds) == "3"  # the in-progress seed 3 is excluded
+    paper = task_rows.set_index(["task", "depth"])["paper_table1_mean"]
+    assert paper[("ant_big_maze", 64)] == 441.0 and paper[("arm_push_easy", 4)] == 308.0
+
+    aggregate = csv[csv["table"] == "aggregate"].set_index(["depth", "statistic"])
+    for depth in DEPTHS:
+        normalized = np.array([[expected_score(t, depth, s) / EPISODE_LENGTH for t in TASKS] for s in SEEDS])
+        assert aggregate.loc[(depth, "mean"), "value"] == pytest.approx(rly_metrics.aggregate_mean(normalized))
+        assert aggregate.loc[(depth, "iqm"), "value"] == pytest.approx(rly_metrics.aggregate_iqm(normalized))
+        assert aggregate.loc[(depth, "iqm"), "num_tasks"] == len(TASKS)
+
+    markdown = paths["markdown"].read_text()
+    for row in task_rows.itertuples():
+        assert tables.format_interval(row.value, row.ci95_low, row.ci95_high, 1) in markdown
+    assert r"\begin{tabular}" in paths["latex"].read_text()
+
+
+def test_report_numbers_depend_only_on_data_reps_and_seed(built, tmp_path):
+    root, paths = built
+    again = build_report(root, tmp_path / "again.pdf", reps=REPS, seed=0)
+    assert again["csv"] == tmp_path / "again_tables.csv"
+    assert again["csv"].read_text() == paths["csv"].read_text()
+    other = build_report(root, tmp_path / "other.pdf", reps=REPS, seed=1)
+    first, second = pd.read_csv(paths["csv"]), pd.read_csv(other["csv"])
+    pd.testing.assert_series_equal(first["value"], second["value"])
+    assert not first["ci95_low"].equals(second["ci95_low"])
+
+
+def test_in_progress_runs_are_listed_and_left_out(built):
+    root, _ = built
+    results = load_results(root)
+    assert list(results.not_included["run_id"]) == [IN_PROGRESS_RUN]
+    assert results.not_included["last_env_steps"].iloc[0] == EVAL_STEPS[3]
+    assert IN_PROGRESS_RUN not in set(results.runs["run_id"])
+    assert 3 not in set(results.evaluations["seed"])
+    assert len(results.runs) == len(TASKS) * len(DEPTHS) * len(SEEDS)
+
+
+# ----------------------------------------------------------------------------------------------
+# Bad input
+
+
+def _corrupt_scores_garbage(root: Path) -> str:
+    (root / "scores.csv").write_bytes(b"\xff\xfe\x00garbage\x00")
+    return "scores.csv"
+
+
+def _corrupt_scores_columns(root: Path) -> str:
+    table = pd.read_csv(root / "scores.csv").rename(columns={"value": "score"})
+    table.to_csv(root / "scores.csv", index=False)
+    return "scores.csv"
+
+
+def _corrupt_scores_value(root: Path) -> str:
+    text = (root / "scores.csv").read_text().splitlines()
+    text[5] = ",".join(text[5].split(",")[:-1] + ["oops"])
+    (root / "scores.csv").write_text("\n".join(text) + "\n")
+    return "line 6"
+
+
+def _corrupt_config_json(root: Path) -> str:
+    (root / "runs" / "crl_arm_push_easy_d4_w256_s1" / "config.json").write_text('{"format_version": 1, "algo": ')
+    return "crl_arm_push_easy_d4_w256_s1/config.json"
+
+
+def _incompatible_format_version(root: Path) -> str:
+    path = root / "runs" / "crl_ant_big_maze_d4_w256_s0" / "config.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "format_version": 2}))
+    return "format_version 2"
+
+
+def _missing_score_row(root: Path) -> str:
+    table = pd.read_csv(root / "scores.csv")
+    drop = (table["metric"] == "score") & (table["task"] == "arm_push_easy") & (table["seed"] == 2) & (table["depth"] == 4)
+    table[~drop].to_csv(root / "scores.csv", index=False)
+    return "crl_arm_push_easy_d4_w256_s2"
+
+
+def _no_complete_runs(root: Path) -> str:
+    for summary in root.glob("runs/*/summary.json"):
+        summary.unlink()
+    return "no complete run"
+
+
+def _missing_scores(root: Path) -> str:
+    (root / "scores.csv").unlink()
+    return "scores.csv is missing"
+
+
+@pytest.mark.parametrize("corrupt", [
+    _corrupt_scores_garbage, _corrupt_scores_columns, _corrupt_scores_value, _corrupt_config_json,
+    _incompatible_format_version, _missing_score_row, _no_complete_runs, _missing_scores,
+])
+def test_bad_results_directory_raises_one_line_results_error(tmp_path, corrupt):
+    root = write_results_dir(tmp_path / "results")
+    expected = corrupt(root)
+    with pytest.raises(ResultsError) as caught:
+        build_report(root, reps=10)
+    message = str(caught.value)
+    assert expected in message and "\n" not in message
+    assert not (root / "report.pdf").exists()
+
+
+def test_missing_directory_raises_results_error(tmp_path):
+    with pytest.raises(ResultsError, match="does not exist"):
+        build_report(tmp_path / "nowhere")
+
+
+def test_algorithms_and_tasks_do_not_import_the_plotting_stack():
+    code = ("import sys, gcrl_bench, gcrl_bench.algorithms, gcrl_bench.tasks; "
+            "heavy = {'matplotlib', 'seaborn', 'rliable', 'arch'} & set(sys.modules); "
+            "assert not heavy, heavy")
+    subprocess.run([sys.executable, "-c", code], check=True)
