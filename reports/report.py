@@ -19,6 +19,7 @@ import tempfile
 import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 import numpy as np
@@ -52,11 +53,6 @@ class CurveLine:
     mean: np.ndarray
     lower: np.ndarray
     upper: np.ndarray
-
-    @property
-    def label(self) -> str:
-        seeds = "1 seed" if self.num_seeds == 1 else f"{self.num_seeds} seeds"
-        return f"{self.algo} depth {self.depth} width {self.width} ({seeds})"
 
 
 def learning_curves(results: Results, *, reps: int, seed: int) -> dict[str, list[CurveLine]]:
@@ -182,22 +178,24 @@ def _table_pages(title: str, table: pd.DataFrame, note: str) -> list[Figure]:
         figure = Figure(figsize=PAGE_SIZE)
         suffix = f" ({number}/{len(chunks)})" if len(chunks) > 1 else ""
         figure.text(0.04, 0.94, title + suffix, fontsize=16, weight="bold")
-        figure.text(0.04, 0.04, "\n".join(textwrap.wrap(note, 170)), fontsize=9, color="0.25", va="bottom")
+        figure.text(0.04, 0.04, "\n".join(textwrap.wrap(note, 150)), fontsize=9, color="0.25", va="bottom")
         axes = figure.add_axes((0.04, 0.12, 0.92, 0.78))
         axes.axis("off")
         if len(chunk):
-            # Column widths in proportion to their longest text; the font shrinks when the longest
-            # rows would not fit across the page (about 0.6 em per character).
+            # Column widths in proportion to their longest text plus one character of padding on
+            # each side; the font shrinks when the rows would not fit across the page (a character
+            # is taken as 0.62 em wide, generous for DejaVu Sans).
             characters = [max(len(str(c)), *(len(str(v)) for v in chunk[c])) + 2 for c in chunk.columns]
             available_points = 0.92 * PAGE_SIZE[0] * 72
-            font_size = min(9.0, available_points / (0.6 * sum(characters)))
-            used = min(1.0, 0.6 * font_size * sum(characters) / available_points)
+            font_size = min(9.0, available_points / (0.62 * sum(characters)))
+            used = min(1.0, 0.62 * font_size * sum(characters) / available_points)
             drawn = axes.table(cellText=chunk.to_numpy(), colLabels=list(chunk.columns), loc="upper center",
                                cellLoc="left", colWidths=[used * n / sum(characters) for n in characters])
             drawn.auto_set_font_size(False)
             drawn.set_fontsize(font_size)
             drawn.scale(1.0, 1.5)
-            for (row, _), cell in drawn.get_celld().items():
+            for (row, column), cell in drawn.get_celld().items():
+                cell.PAD = 1.0 / characters[column]  # one character, as a fraction of the cell width
                 if row == 0:
                     cell.set_text_props(weight="bold")
                     cell.set_facecolor("0.9")
@@ -215,18 +213,30 @@ def _steps_scale(max_steps: float) -> tuple[float, str]:
     return 1.0, "environment steps"
 
 
+def _configuration_colours(configurations: list[tuple[str, int, int]]) -> dict[tuple[str, int, int], tuple]:
+    """One hue per algorithm, darker for larger (width, depth), so depth scaling reads as a gradient."""
+    algos = sorted({algo for algo, _, _ in configurations})
+    hues = dict(zip(algos, sns.color_palette("colorblind" if len(algos) <= 10 else "husl", len(algos))))
+    colours = {}
+    for algo in algos:
+        sizes = sorted((width, depth) for a, depth, width in configurations if a == algo)
+        # Blend towards white: the smallest network gets 55% white, the largest the pure hue.
+        for whiteness, (width, depth) in zip(np.linspace(0.55, 0.0, len(sizes)) if len(sizes) > 1 else [0.0], sizes):
+            colours[(algo, depth, width)] = tuple((1 - whiteness) * np.asarray(hues[algo]) + whiteness)
+    return colours
+
+
 def _curve_pages(curves: dict[str, list[CurveLine]], results: Results) -> list[Figure]:
     configurations = sorted({(line.algo, line.depth, line.width) for lines in curves.values() for line in lines})
-    palette = sns.color_palette("colorblind" if len(configurations) <= 10 else "husl", len(configurations))
-    colour = dict(zip(configurations, palette))
+    colour = _configuration_colours(configurations)
     max_steps = max(float(line.grid.max()) for lines in curves.values() for line in lines if line.grid.size)
     scale, x_label = _steps_scale(max_steps)
     tasks = sorted(curves)
     pages = []
     for start in range(0, len(tasks), CURVE_PANELS_PER_PAGE):
         figure = Figure(figsize=PAGE_SIZE, layout="constrained")
-        figure.suptitle("Learning curves: evaluation time at goal (line: mean over seeds; band: 95% bootstrap CI)",
-                        fontsize=14, weight="bold")
+        figure.suptitle("Learning curves: evaluation time at goal", fontsize=14, weight="bold")
+        handles: dict[tuple[str, int, int], Any] = {}
         page_tasks = tasks[start:start + CURVE_PANELS_PER_PAGE]
         grid = figure.subplots((len(page_tasks) + 1) // 2, 2, squeeze=False)
         for axes, task in zip(grid.flat, page_tasks + [None]):
@@ -236,7 +246,8 @@ def _curve_pages(curves: dict[str, list[CurveLine]], results: Results) -> list[F
             for line in curves[task]:
                 key = (line.algo, line.depth, line.width)
                 x = line.grid / scale
-                axes.plot(x, line.mean, color=colour[key], label=line.label, linewidth=1.8, marker="." if x.size < 3 else None)
+                (drawn,) = axes.plot(x, line.mean, color=colour[key], linewidth=1.8, marker="." if x.size < 3 else None)
+                handles.setdefault(key, drawn)
                 if line.num_seeds > 1:
                     axes.fill_between(x, line.lower, line.upper, color=colour[key], alpha=0.2, linewidth=0)
             lengths = sorted(set(results.runs.loc[results.runs["task"] == task, "episode_length"]))
@@ -245,7 +256,11 @@ def _curve_pages(curves: dict[str, list[CurveLine]], results: Results) -> list[F
             axes.set_xlabel(x_label)
             axes.set_ylabel(f"time at goal (steps{out_of})")
             axes.set_ylim(bottom=0)
-            axes.legend(fontsize=9, loc="best")
+        ordered = [key for key in configurations if key in handles]
+        figure.legend([handles[key] for key in ordered], [f"{a}, depth {d}, width {w}" for a, d, w in ordered],
+                      loc="outside lower center", ncols=min(3, len(ordered)), fontsize=9,
+                      title="line: mean over seeds; band: 95% bootstrap CI of the mean (seed counts in the table)",
+                      title_fontsize=9)
         pages.append(figure)
     return pages
 
@@ -259,6 +274,17 @@ def _not_included_table(results: Results) -> pd.DataFrame:
         "Planned env steps": [f"{int(v):,}" for v in rows["env_steps_planned"]],
         "Reason": rows["reason"],
     })
+
+
+def _task_sets_text(aggregates: pd.DataFrame) -> str:
+    """Which tasks each aggregate row covers, naming each distinct task set once."""
+    task_sets: dict[str, list[str]] = {}
+    for row in aggregates.itertuples():
+        task_sets.setdefault(row.tasks, []).append(f"{row.algo} depth {row.depth} width {row.width}")
+    if len(task_sets) == 1:
+        (tasks,) = task_sets
+        return f"every configuration ran the same tasks: {tasks.replace(' ', ', ')}"
+    return "; ".join(f"{', '.join(users)}: {tasks.replace(' ', ', ')}" for tasks, users in task_sets.items())
 
 
 # ----------------------------------------------------------------------------------------------
@@ -310,8 +336,8 @@ def build_report(
         "width 256, mean ± standard error, runs of 100M-400M env steps."
     )
     aggregate_note = (
-        "Normalised score = score / episode length, aggregated over the tasks each configuration ran (tasks: "
-        + "; ".join(f"{r.algo} depth {r.depth} width {r.width}: {r.tasks}" for r in aggregates.itertuples())
+        "Normalised score = score / episode length, aggregated over the tasks each configuration ran ("
+        + _task_sets_text(aggregates)
         + "). IQM = interquartile mean over all runs and tasks; mean and median of the per-task means; "
         "optimality gap = 1 - mean of min(score, 1). 95% stratified-bootstrap intervals (runs resampled within "
         "tasks). n/a: IQM and optimality gap need the same number of seeds on every task."

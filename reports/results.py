@@ -176,30 +176,33 @@ def load_results(directory: str | Path) -> Results:
     run_dirs = sorted(p for p in runs_dir.iterdir() if p.is_dir()) if runs_dir.is_dir() else []
     if not run_dirs:
         raise ResultsError(f"{runs_dir} holds no runs; pass the directory the training runs wrote to")
-    scores = _read_scores(directory / "scores.csv")
 
     configs: dict[str, dict[str, Any]] = {}
     complete: dict[tuple, str] = {}
     skipped: list[dict[str, Any]] = []
+    seen: dict[tuple, Path] = {}
     for run_dir in run_dirs:
         config_path = run_dir / "config.json"
         if not config_path.is_file():
             raise ResultsError(f"{config_path} is missing; move the incomplete directory {run_dir} out of {runs_dir}")
         config = _read_config(config_path)
         key = tuple(config[k] for k in RUN_KEY)
+        if key in seen:
+            # scores.csv identifies a run by RUN_KEY alone, so the two runs' rows cannot be told apart.
+            raise ResultsError(
+                f"{seen[key]} and {run_dir} are both runs of {', '.join(f'{k}={v}' for k, v in zip(RUN_KEY, key))} "
+                "with different settings; keep runs with different settings in different results directories"
+            )
+        seen[key] = run_dir
         reason = _run_status(run_dir)
         if reason is None:
-            if key in complete:
-                raise ResultsError(
-                    f"{run_dir} and {runs_dir / complete[key]} are both complete runs of "
-                    f"{dict(zip(RUN_KEY, key))}; move one of them to another results directory"
-                )
             complete[key] = config["run_id"]
             configs[config["run_id"]] = config
         else:
             skipped.append({**{k: config[k] for k in RUN_KEY}, "run_id": config["run_id"],
                             "env_steps_planned": config["env_steps_planned"], "reason": reason})
 
+    scores = _read_scores(directory / "scores.csv")
     score_rows = scores[scores["metric"] == SCORE_METRIC].set_index(list(RUN_KEY))
     runs: list[dict[str, Any]] = []
     for key, run_id in complete.items():

@@ -308,9 +308,19 @@ def _missing_scores(root: Path) -> str:
     return "scores.csv is missing"
 
 
+def _two_runs_with_one_identity(root: Path) -> str:
+    source = root / "runs" / "crl_ant_big_maze_d4_w256_s0"
+    target = root / "runs" / "crl_ant_big_maze_d4_w256_s0_other_preset"
+    target.mkdir()
+    config = json.loads((source / "config.json").read_text())
+    (target / "config.json").write_text(json.dumps({**config, "run_id": target.name, "preset": "small"}))
+    return "different settings"
+
+
 @pytest.mark.parametrize("corrupt", [
     _corrupt_scores_garbage, _corrupt_scores_columns, _corrupt_scores_value, _corrupt_config_json,
     _incompatible_format_version, _missing_score_row, _no_complete_runs, _missing_scores,
+    _two_runs_with_one_identity,
 ])
 def test_bad_results_directory_raises_one_line_results_error(tmp_path, corrupt):
     root = write_results_dir(tmp_path / "results")
