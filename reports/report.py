@@ -130,11 +130,10 @@ def _title_page(results: Results, *, reps: int, seed: int, num_curve_points: str
     for config in configs:
         for package, version in (config.get("versions") or {}).items():
             versions.setdefault(str(package), set()).add(str(version))
-    hardware = {
-        f"{(c.get('hardware') or {}).get('platform', '?')} / {(c.get('hardware') or {}).get('device', '?')} "
-        f"({(c.get('hardware') or {}).get('cpu_count', '?')} CPUs)"
-        for c in configs
-    }
+    hardware = set()
+    for config in configs:
+        machine = config.get("hardware") or {}
+        hardware.add(f"{machine.get('platform', '?')} / {machine.get('device', '?')} ({machine.get('cpu_count', '?')} CPUs)")
     lines = [
         ("Results directory", str(results.directory)),
         ("Runs", f"{len(runs)} complete and included; {len(results.not_included)} not included (listed on the last page)"),
@@ -162,12 +161,15 @@ def _title_page(results: Results, *, reps: int, seed: int, num_curve_points: str
     figure = Figure(figsize=PAGE_SIZE)
     figure.text(0.06, 0.92, "gcrl-bench report", fontsize=24, weight="bold")
     figure.text(0.06, 0.885, f"generated {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}", fontsize=10, color="0.35")
+    wrapped = [(name, textwrap.wrap(value, 120) or ["-"]) for name, value in lines]
+    # Shrink the spacing (and the font with it) when many versions or hosts would overrun the page.
+    line_height = min(0.034, 0.78 / sum(len(text) + 0.25 for _, text in wrapped))
+    font_size = 10 * line_height / 0.034
     y = 0.83
-    for name, value in lines:
-        wrapped = textwrap.wrap(value, 120) or ["-"]
-        figure.text(0.06, y, name, fontsize=10, weight="bold", va="top")
-        figure.text(0.25, y, "\n".join(wrapped), fontsize=10, va="top")
-        y -= 0.034 * len(wrapped) + 0.008
+    for name, text in wrapped:
+        figure.text(0.06, y, name, fontsize=font_size, weight="bold", va="top")
+        figure.text(0.25, y, "\n".join(text), fontsize=font_size, va="top")
+        y -= line_height * (len(text) + 0.25)
     return figure
 
 
@@ -229,7 +231,7 @@ def _configuration_colours(configurations: list[tuple[str, int, int]]) -> dict[t
 def _curve_pages(curves: dict[str, list[CurveLine]], results: Results) -> list[Figure]:
     configurations = sorted({(line.algo, line.depth, line.width) for lines in curves.values() for line in lines})
     colour = _configuration_colours(configurations)
-    max_steps = max(float(line.grid.max()) for lines in curves.values() for line in lines if line.grid.size)
+    max_steps = max((float(line.grid.max()) for lines in curves.values() for line in lines if line.grid.size), default=0.0)
     scale, x_label = _steps_scale(max_steps)
     tasks = sorted(curves)
     pages = []
@@ -267,11 +269,17 @@ def _curve_pages(curves: dict[str, list[CurveLine]], results: Results) -> list[F
 
 def _not_included_table(results: Results) -> pd.DataFrame:
     rows = results.not_included
+
+    def text(value: Any, number: bool = False) -> str:
+        if value is None or pd.isna(value):
+            return "-"
+        return f"{int(value):,}" if number else str(value)
+
     return pd.DataFrame({
         "Run": rows["run_id"],
-        **{name.capitalize(): rows[name].astype(str) for name in RUN_KEY},
-        "Last evaluation (env steps)": ["-" if pd.isna(v) else f"{int(v):,}" for v in rows["last_env_steps"]],
-        "Planned env steps": [f"{int(v):,}" for v in rows["env_steps_planned"]],
+        **{name.capitalize(): [text(v) for v in rows[name]] for name in RUN_KEY},
+        "Last evaluation (env steps)": [text(v, number=True) for v in rows["last_env_steps"]],
+        "Planned env steps": [text(v, number=True) for v in rows["env_steps_planned"]],
         "Reason": rows["reason"],
     })
 

@@ -58,7 +58,8 @@ class Results:
         evaluations: scores.csv rows of the included runs for the per-evaluation metrics
             (columns as in scores.csv).
         not_included: one row per run left out: run_id, algo, task, depth, width, seed,
-            last_env_steps (NaN if it never evaluated), env_steps_planned, reason.
+            last_env_steps (NaN if it never evaluated), env_steps_planned, reason; fields a run
+            does not state (no config.json yet) are None.
         configs: the parsed config.json of every included run, keyed by run_id.
     """
 
@@ -183,8 +184,10 @@ def load_results(directory: str | Path) -> Results:
     seen: dict[tuple, Path] = {}
     for run_dir in run_dirs:
         config_path = run_dir / "config.json"
-        if not config_path.is_file():
-            raise ResultsError(f"{config_path} is missing; move the incomplete directory {run_dir} out of {runs_dir}")
+        if not config_path.is_file():  # a run that is just starting, or not a run at all
+            skipped.append({**dict.fromkeys(RUN_KEY), "run_id": run_dir.name, "env_steps_planned": None,
+                            "reason": "no config.json (starting, or not a run directory)"})
+            continue
         config = _read_config(config_path)
         key = tuple(config[k] for k in RUN_KEY)
         if key in seen:
@@ -236,11 +239,12 @@ def load_results(directory: str | Path) -> Results:
     scores_keys = pd.MultiIndex.from_frame(scores[list(RUN_KEY)])
     evaluations = scores[scores_keys.isin(included_keys) & scores["metric"].isin(EVAL_METRICS)]
 
-    not_included = pd.DataFrame(skipped, columns=[*RUN_KEY, "run_id", "env_steps_planned", "reason"])
+    # object dtype keeps integers as integers next to the None of a run without config.json
+    not_included = pd.DataFrame(skipped, columns=[*RUN_KEY, "run_id", "env_steps_planned", "reason"], dtype=object)
     last_steps = scores.groupby(list(RUN_KEY))["env_steps"].max()
     not_included.insert(
         6, "last_env_steps",
         [float(last_steps.get(tuple(row[k] for k in RUN_KEY), np.nan)) for _, row in not_included.iterrows()],
     )
-    not_included = not_included.sort_values([*RUN_KEY, "run_id"], ignore_index=True)
+    not_included = not_included.sort_values("run_id", ignore_index=True)
     return Results(directory, runs_table, evaluations.reset_index(drop=True), not_included, configs)

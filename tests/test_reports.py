@@ -257,6 +257,16 @@ def test_in_progress_runs_are_listed_and_left_out(built):
     assert len(results.runs) == len(TASKS) * len(DEPTHS) * len(SEEDS)
 
 
+def test_a_run_directory_without_config_is_listed_not_fatal(tmp_path):
+    root = write_results_dir(tmp_path / "results")
+    (root / "runs" / "crl__starting").mkdir()
+    results = load_results(root)
+    listed = results.not_included.set_index("run_id")
+    assert "no config.json" in listed.loc["crl__starting", "reason"]
+    assert listed.loc["crl__starting", "algo"] is None
+    assert len(results.runs) == len(TASKS) * len(DEPTHS) * len(SEEDS)
+
+
 # ----------------------------------------------------------------------------------------------
 # Bad input
 
