@@ -257,7 +257,8 @@ def _curve_pages(curves: dict[str, list[CurveLine]], results: Results) -> list[F
             axes.set_title(task)
             axes.set_xlabel(x_label)
             axes.set_ylabel(f"time at goal (steps{out_of})")
-            axes.set_ylim(bottom=0)
+            top = max(axes.get_ylim()[1], 1.0)
+            axes.set_ylim(-0.02 * top, top)  # a curve at 0 stays visible above the axis line
         ordered = [key for key in configurations if key in handles]
         figure.legend([handles[key] for key in ordered], [f"{a}, depth {d}, width {w}" for a, d, w in ordered],
                       loc="outside lower center", ncols=min(3, len(ordered)), fontsize=9,
