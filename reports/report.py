@@ -119,9 +119,10 @@ def _print_style() -> Iterator[None]:
         yield
 
 
-def _distinct(values) -> str:
-    unique = sorted({str(v) for v in values}, key=lambda v: (len(v), v) if v.isdigit() else (0, v))
-    return ", ".join(unique) if unique else "-"
+def _distinct(values, template: str = "{}") -> str:
+    """The distinct values, sorted (numbers numerically), formatted with `template`, comma-separated."""
+    unique = sorted(set(values))
+    return ", ".join(template.format(v) for v in unique) if unique else "-"
 
 
 def _title_page(results: Results, *, reps: int, seed: int, num_curve_points: str) -> Figure:
@@ -144,8 +145,8 @@ def _title_page(results: Results, *, reps: int, seed: int, num_curve_points: str
         ("Seeds", _distinct(runs["seed"])),
         ("Presets", _distinct(runs["preset"])),
         ("Episode length", _distinct(runs["episode_length"])),
-        ("Env steps planned", _distinct(f"{v:,}" for v in runs["env_steps_planned"])),
-        ("Env steps at the end", _distinct(f"{v:,}" for v in runs["env_steps"])),
+        ("Env steps planned", _distinct(runs["env_steps_planned"], "{:,}")),
+        ("Env steps at the end", _distinct(runs["env_steps"], "{:,}")),
         ("Package versions", "; ".join(f"{p} {_distinct(v)}" for p, v in sorted(versions.items())) or "-"),
         ("Code version", _distinct(str(c.get("code_version", "?")) for c in configs)),
         ("Hardware", "; ".join(sorted(hardware))),
