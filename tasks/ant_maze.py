@@ -1,0 +1,622 @@
+"""The four ant maze tasks: ``ant_u4_maze``, ``ant_u5_maze``, ``ant_big_maze``, ``ant_hardest_maze``.
+
+Facts (model, layouts, reset, observation, termination) follow TASKS.md §2.
+
+Model
+-----
+brax's shipped ``envs/assets/ant.xml`` with the §2.1 changes applied through ``mujoco.MjSpec``: collisions
+enabled (``conaffinity=1``) on the torso sphere, the four aux capsules and the four foot spheres; a target
+body with two slide joints (``target_x``, ``target_y``) and a non-colliding sphere; a 100 x 100 floor; the
+initial pose placed over the start cell; one 4 x 4 x 2 m wall box per ``#`` cell at (4i, 4j, 1). Spring
+pipeline, physics step 0.005 s, 10 substeps per env step (0.05 s).
+
+Walls: contacts whose cost does not grow with the maze
+------------------------------------------------------
+brax's spring pipeline asks ``mjx.collision`` for every geom pair of the model. Sphere-box and capsule-box
+pairs go through MJX's general convex collider, so a maze with 38 wall boxes runs over 100x slower than
+open floor and takes minutes to compile. Here the wall contacts are computed differently while the
+physics stays the reference's:
+
+1. Locality. Every colliding body geom lies within 1.21 m of the torso centre (leg chain 1.13 m plus the
+   foot radius), and cells are 4 m wide, so every wall box a geom can touch is one of the four cells of
+   the 2x2 block nearest to the torso (:func:`tasks.maze_walls.nearby_cells`). Each substep looks those
+   four cells up in the wall grid; a free cell contributes no contact.
+2. Closed forms. Sphere-vs-box and capsule-vs-box contacts against axis-aligned boxes are computed in
+   closed form (:mod:`tasks.maze_walls`), following MJX's contact convention (one point for a sphere, two
+   slots for a capsule, same normals and depths), so the impulse model sees the contacts brax would see.
+3. Same impulse model. Floor and self contacts still come from ``brax.contact.get`` on the model without
+   walls; the wall contacts are appended and everything is resolved together by
+   :func:`resolve_contacts`, a re-statement of brax's spring impulse model (velocity-level impulse with
+   Baumgarte term, Coulomb-capped friction drag, impulses averaged per link over its active contacts).
+   The rest of the substep uses brax's own building blocks (actuators, joints, integrator, kinematics).
+
+The same nine geoms (torso sphere, four aux capsules, four feet) collide with every wall box, as in the
+reference. Parity tests: with no wall nearby the substep equals ``brax.spring.pipeline.step``; the closed
+form contacts match ``mjx.collision`` on sample configurations.
+
+Limits: walls must be axis-aligned boxes filling whole cells (true for every layout here); a body geom
+farther than half a cell (2 m) from the torso centre would miss walls (the ant's reach is 1.21 m).
+Capsule-box edge contacts use exact segment-segment closest points, which can differ from MJX's
+approximation in degenerate (parallel) configurations.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+from typing import Literal, Sequence
+
+import brax
+import jax
+import jax.numpy as jp
+import mujoco
+import numpy as np
+from brax import actuator, com, contact, kinematics
+from brax import math as brax_math
+from brax.base import Motion, System
+from brax.io import mjcf
+from brax.spring import integrator, joints
+from brax.spring import pipeline as spring_pipeline
+from brax.spring.base import State as SpringState
+from flax import struct
+
+from gcrl_bench.interface import EnvState, TaskSpec
+from gcrl_bench.tasks import maze_walls
+
+Array = jax.Array
+
+CELL_SIZE = 4.0
+"""Maze cell edge length in metres (the reference's ``maze_size_scaling``)."""
+WALL_HALF_SIZE = (2.0, 2.0, 1.0)
+"""Half-sizes of a wall box: a 4 x 4 m footprint, 2 m tall, resting on the floor."""
+PHYSICS_DT = 0.005
+N_FRAMES = 10
+RESET_NOISE = 0.1
+"""Half-width of the uniform noise on every q entry at reset; qd gets RESET_NOISE * N(0, 1)."""
+HEALTHY_Z = (0.2, 1.0)
+"""Torso heights outside this range terminate the episode."""
+
+# Layout legend: '#' wall, '.' free floor, 'R' start, 'G' goal. Row i -> world x = 4 i, column j -> y = 4 j.
+LAYOUTS: dict[str, tuple[str, ...]] = {
+    "u4_maze": (
+        "#####",
+        "#GGG#",
+        "#R#G#",
+        "###G#",
+        "#G#G#",
+        "#GGG#",
+        "#####",
+    ),
+    "u4_maze_eval": (
+        "#####",
+        "#...#",
+        "#R#.#",
+        "###.#",
+        "#G#.#",
+        "#GGG#",
+        "#####",
+    ),
+    "u5_maze": (
+        "########",
+        "#GGGGGG#",
+        "#R####G#",
+        "######G#",
+        "#G####G#",
+        "#GGGGGG#",
+        "########",
+    ),
+    "u5_maze_eval": (
+        "########",
+        "#......#",
+        "#R####.#",
+        "######.#",
+        "#G####G#",
+        "#GGGGGG#",
+        "########",
+    ),
+    "big_maze": (
+        "########",
+        "#RG##GG#",
+        "#GG#GGG#",
+        "##GGG###",
+        "#GG#GGG#",
+        "#G#GG#G#",
+        "#GGG#GG#",
+        "########",
+    ),
+    "big_maze_eval": (
+        "########",
+        "#R.##GG#",
+        "#..#..G#",
+        "##...###",
+        "#..#...#",
+        "#.#G.#G#",
+        "#.GG#GG#",
+        "########",
+    ),
+    "hardest_maze": (
+        "############",
+        "#RGGG#GGGGG#",
+        "#G##G#G#G#G#",
+        "#GGGGGG#GGG#",
+        "#G####G###G#",
+        "#GG#G#GGGGG#",
+        "##G#G#G#G###",
+        "#GG#GGG#GGG#",
+        "############",
+    ),
+}
+OPEN_FLOOR: tuple[str, ...] = ("GGG", "GRG", "GGG")
+"""Open-floor layout (no wall) used only to measure the cost of the walls."""
+
+
+def cells(layout: Sequence[str], marks: str) -> list[tuple[int, int]]:
+    """(row, col) of every cell whose mark is in ``marks``, row-major."""
+    return [(i, j) for i, row in enumerate(layout) for j, mark in enumerate(row) if mark in marks]
+
+
+def cell_xy(cell: tuple[int, int]) -> tuple[float, float]:
+    """World (x, y) of a cell centre: (4 i, 4 j)."""
+    return (CELL_SIZE * cell[0], CELL_SIZE * cell[1])
+
+
+def start_cell(layout: Sequence[str]) -> tuple[int, int]:
+    (start,) = cells(layout, "R")
+    return start
+
+
+def goal_cells(layout: Sequence[str]) -> list[tuple[int, int]]:
+    return cells(layout, "G")
+
+
+# --------------------------------------------------------------------------------------------- model
+
+
+def _brax_ant_xml() -> str:
+    return os.path.join(os.path.dirname(brax.__file__), "envs", "assets", "ant.xml")
+
+
+def build_mj_model(start_xy: tuple[float, float], walls: Sequence[tuple[int, int]] = ()) -> mujoco.MjModel:
+    """brax's ant with the maze changes of TASKS.md §2.1 and one wall box per cell in ``walls``."""
+    spec = mujoco.MjSpec.from_file(_brax_ant_xml())
+    spec.compiler.fusestatic = True  # brax merges joint-less bodies into their parent; so do we
+
+    colliding = {"torso_geom", "aux_1_geom", "aux_2_geom", "aux_3_geom", "aux_4_geom"}
+    colliding |= {"left_foot_geom", "right_foot_geom", "third_foot_geom", "fourth_foot_geom"}
+    for geom in spec.geoms:
+        if geom.name in colliding:
+            geom.conaffinity = 1
+        if geom.name == "floor":
+            geom.size = [100.0, 100.0, 40.0]
+
+    init = spec.numeric("init_qpos")
+    data = [start_xy[0], start_xy[1], *list(init.data)[2:], 0.0, 0.0]
+    init.size = len(data)
+    init.data = data
+
+    target = spec.worldbody.add_body(name="target", pos=[0.0, 0.0, 0.01])
+    for name, axis in (("target_x", [1.0, 0.0, 0.0]), ("target_y", [0.0, 1.0, 0.0])):
+        target.add_joint(
+            name=name, type=mujoco.mjtJoint.mjJNT_SLIDE, axis=axis, range=[-100.0, 100.0],
+            limited=mujoco.mjtLimited.mjLIMITED_TRUE, armature=0.0, damping=0.0, stiffness=0.0,
+        )
+    target.add_geom(name="target", type=mujoco.mjtGeom.mjGEOM_SPHERE, size=[0.9, 0.0, 0.0], mass=1.0,
+                    contype=0, conaffinity=0)
+
+    for i, j in walls:
+        spec.worldbody.add_geom(
+            name=f"wall_{i}_{j}", type=mujoco.mjtGeom.mjGEOM_BOX, size=list(WALL_HALF_SIZE),
+            pos=[CELL_SIZE * i, CELL_SIZE * j, WALL_HALF_SIZE[2]], contype=1, conaffinity=1,
+        )
+    return spec.compile()
+
+
+def build_system(mj_model: mujoco.MjModel) -> System:
+    """The brax system with the physics step of §2.3 (spring reads ``opt.timestep``)."""
+    sys = mjcf.load_model(mj_model)
+    return sys.tree_replace({"opt.timestep": PHYSICS_DT})
+
+
+# ------------------------------------------------------------------------------------- contact model
+
+
+@struct.dataclass
+class SpringContact:
+    """Contacts as the spring impulse model reads them; leading axis = contact.
+
+    Attributes:
+      dist: (C,) signed distance, < 0 when penetrating.
+      pos: (C, 3) contact point (world).
+      normal: (C, 3) unit normal pointing from the geom of ``link1`` towards the geom of ``link2``.
+      friction: (C,) sliding friction coefficient.
+      elasticity: (C,) restitution.
+      link1, link2: (C,) int link indices, -1 for the world.
+    """
+
+    dist: Array
+    pos: Array
+    normal: Array
+    friction: Array
+    elasticity: Array
+    link1: Array
+    link2: Array
+
+    @staticmethod
+    def from_brax(c) -> "SpringContact":
+        return SpringContact(
+            dist=c.dist, pos=c.pos, normal=c.frame[:, 0], friction=c.friction[:, 0], elasticity=c.elasticity,
+            link1=c.link_idx[0], link2=c.link_idx[1],
+        )
+
+    @staticmethod
+    def concatenate(parts: Sequence["SpringContact"]) -> "SpringContact":
+        return jax.tree.map(lambda *xs: jp.concatenate(xs), *parts)
+
+
+def resolve_contacts(sys: System, state: SpringState, c: SpringContact) -> Motion:
+    """Velocity change of every link's centre of mass from the contacts (brax's spring contact model).
+
+    For each penetrating contact (dist < 0) whose bodies approach each other, a normal impulse
+
+        j = (-(1 + e) v_n - erp / dt * dist) / (1/m_1 + 1/m_2 + n . sum_k [(I_k^-1 (r_k x n)) x r_k])
+
+    removes the approach velocity v_n (n-component of the relative velocity at the contact point) and
+    pushes the bodies apart in proportion to the depth (Baumgarte term, erp = sys.baumgarte_erp). A
+    friction impulse along the sliding direction t cancels the tangential speed, capped at mu * j. Each
+    link receives the impulses of its contacts (opposite signs for the two sides), averaged over its
+    active contacts, then converted to velocity with the link's mass and inverse inertia.
+
+    One quirk is kept on purpose, because it is the physics brax (and so the reference) runs: inside the
+    impulse denominators brax reads the inverse inertia with ``Array.take(link)`` on the (L, 3, 3) array,
+    which indexes the *flattened* array, so I_k^-1 above is the scalar ``i_inv.reshape(-1)[link_k]``
+    (an entry of the torso's inverse inertia for every link). The final velocity change uses the real
+    per-link 3x3 inverse inertia.
+
+    Args:
+      sys: the brax system. state: spring state after the acceleration update (uses x_i, xd_i, i_inv, mass).
+      c: the contacts, (C,) leading axis.
+
+    Returns:
+      Motion (num_links,) velocity change at each link's centre of mass.
+    """
+    num_links = sys.num_links()
+    links = jp.stack([c.link1, c.link2], axis=1)  # (C, 2)
+    real = links > -1
+    idx = jp.where(real, links, 0)
+    inv_mass = jp.where(real, 1.0 / state.mass[idx], 0.0)  # (C, 2)
+    i_inv = state.i_inv.reshape(-1)[idx] * real  # (C, 2) scalars: brax's flattened read, see docstring
+    arm = c.pos[:, None, :] - state.x_i.pos[idx]  # (C, 2, 3) contact point relative to each com
+    point_vel = state.xd_i.vel[idx] + jp.cross(state.xd_i.ang[idx], arm)
+    point_vel = point_vel * real[..., None]
+    rel_vel = point_vel[:, 0] - point_vel[:, 1]  # (C, 3)
+
+    def rotational_inertia(direction):  # (C, 3) -> (C,): direction . sum_k (I_k^-1 (r_k x d)) x r_k
+        w = i_inv[..., None] * jp.cross(arm, direction[:, None, :])
+        return jp.sum(direction * jp.sum(jp.cross(w, arm), axis=1), axis=-1)
+
+    push = -c.normal  # the direction geom 1 is pushed
+    normal_vel = jp.sum(push * rel_vel, axis=-1)
+    baumgarte = sys.baumgarte_erp / sys.opt.timestep * c.dist
+    impulse = (-(1.0 + c.elasticity) * normal_vel - baumgarte) / (
+        inv_mass[:, 0] + inv_mass[:, 1] + rotational_inertia(push)
+    )
+
+    slide = rel_vel + normal_vel[:, None] * c.normal  # tangential part of the relative velocity
+    slide_speed = jax.vmap(brax_math.safe_norm)(slide)
+    slide_dir = slide / (1e-6 + slide_speed)[:, None]
+    drag = slide_speed / (inv_mass[:, 0] + inv_mass[:, 1] + rotational_inertia(slide_dir))
+    drag = jp.minimum(drag, c.friction * impulse)
+
+    active = (c.dist < 0.0) & (normal_vel < 0.0) & (impulse > 0.0)
+    sliding = active & (slide_speed > 1e-3)
+    lin = (impulse[:, None] * push) * active[:, None] + (-drag[:, None] * slide_dir) * sliding[:, None]
+
+    # Both sides: +lin on link1, -lin on link2; the world (-1) is parked in an extra segment and dropped.
+    lin2 = jp.concatenate([lin, -lin])
+    pos2 = jp.concatenate([c.pos, c.pos])
+    seg = jp.concatenate([links[:, 0], links[:, 1]])
+    seg = jp.where(seg > -1, seg, num_links)
+    ang2 = jp.cross(pos2 - state.x_i.pos[jp.minimum(seg, num_links - 1)], lin2)
+    lin_sum = jax.ops.segment_sum(lin2, seg, num_links + 1)[:num_links]
+    ang_sum = jax.ops.segment_sum(ang2, seg, num_links + 1)[:num_links]
+    count = jax.ops.segment_sum(jp.concatenate([active, active]).astype(jp.float32), seg, num_links + 1)
+    scale = 1.0 / (count[:num_links] + 1e-8)
+    lin_sum, ang_sum = lin_sum * scale[:, None], ang_sum * scale[:, None]
+    return Motion(
+        vel=lin_sum / state.mass[:, None],
+        ang=jnp_matvec(state.i_inv, ang_sum),
+    )
+
+
+def jnp_matvec(m: Array, v: Array) -> Array:
+    """(N, 3, 3) @ (N, 3) -> (N, 3)."""
+    return jp.einsum("nij,nj->ni", m, v)
+
+
+# ------------------------------------------------------------------------------------- wall contacts
+
+
+@dataclasses.dataclass(frozen=True)
+class _BodyGeoms:
+    """Static indices of the geoms that collide with walls."""
+
+    spheres: np.ndarray  # geom ids
+    capsules: np.ndarray
+    sphere_radius: np.ndarray
+    capsule_radius: np.ndarray
+    capsule_half_length: np.ndarray
+    sphere_friction: np.ndarray
+    capsule_friction: np.ndarray
+    sphere_elasticity: np.ndarray
+    capsule_elasticity: np.ndarray
+
+
+def _body_geoms(mj_model: mujoco.MjModel, sys: System) -> _BodyGeoms:
+    """The geoms that a wall box (contype 1, conaffinity 1) collides with, split by shape."""
+    wall_bits = 1
+    spheres, capsules = [], []
+    for g in range(mj_model.ngeom):
+        if mj_model.geom_bodyid[g] == 0:
+            continue  # world geoms never collide with other world geoms
+        hits = (mj_model.geom_contype[g] & wall_bits) or (mj_model.geom_conaffinity[g] & wall_bits)
+        if not hits:
+            continue
+        kind = mj_model.geom_type[g]
+        if kind == mujoco.mjtGeom.mjGEOM_SPHERE:
+            spheres.append(g)
+        elif kind == mujoco.mjtGeom.mjGEOM_CAPSULE:
+            capsules.append(g)
+        else:
+            raise ValueError(f"geom {g} of type {kind} collides with walls; only spheres and capsules are supported")
+    spheres, capsules = np.array(spheres), np.array(capsules)
+    wall_friction = 1.0  # walls take the model's default geom friction (1, 0.5, 0.5)
+    elasticity = np.asarray(sys.elasticity)
+    return _BodyGeoms(
+        spheres=spheres,
+        capsules=capsules,
+        sphere_radius=mj_model.geom_size[spheres, 0],
+        capsule_radius=mj_model.geom_size[capsules, 0],
+        capsule_half_length=mj_model.geom_size[capsules, 1],
+        sphere_friction=np.maximum(mj_model.geom_friction[spheres, 0], wall_friction),
+        capsule_friction=np.maximum(mj_model.geom_friction[capsules, 0], wall_friction),
+        sphere_elasticity=0.5 * elasticity[spheres],
+        capsule_elasticity=0.5 * elasticity[capsules],
+    )
+
+
+def _geom_world(sys: System, x, geom_ids: np.ndarray) -> tuple[Array, Array]:
+    """World position (G, 3) and rotation quaternion (G, 4) of the given geoms."""
+    link = np.asarray(sys.geom_bodyid)[geom_ids] - 1
+    link_pos, link_rot = x.pos[link], x.rot[link]
+    pos = link_pos + jax.vmap(brax_math.rotate)(jp.asarray(sys.geom_pos)[geom_ids], link_rot)
+    rot = jax.vmap(brax_math.quat_mul)(link_rot, jp.asarray(sys.geom_quat)[geom_ids])
+    return pos, rot
+
+
+def wall_contacts(sys: System, geoms: _BodyGeoms, wall_grid: Array, x) -> SpringContact:
+    """Contacts of the wall-colliding geoms with the walls of the 2x2 cells nearest to the torso.
+
+    Args:
+      sys: the brax system (without walls). geoms: static geom table.
+      wall_grid: (rows + 2, cols + 2) bool, the layout's walls padded by one free cell on every side.
+      x: link transforms (world).
+
+    Returns:
+      SpringContact with 4 * (spheres + 2 * capsules) contacts; cells without a wall report dist = 1.
+    """
+    near = maze_walls.nearby_cells(x.pos[0, :2], CELL_SIZE)  # (4, 2)
+    padded = jp.clip(near + 1, 0, jp.array(wall_grid.shape) - 1)
+    is_wall = wall_grid[padded[:, 0], padded[:, 1]]  # (4,)
+    box_pos = jp.concatenate([near.astype(jp.float32) * CELL_SIZE, jp.full((4, 1), WALL_HALF_SIZE[2])], axis=1)
+    box_half = jp.array(WALL_HALF_SIZE)
+
+    s_pos, _ = _geom_world(sys, x, geoms.spheres)
+    c_pos, c_rot = _geom_world(sys, x, geoms.capsules)
+    c_axis = jax.vmap(brax_math.rotate, in_axes=(None, 0))(jp.array([0.0, 0.0, 1.0]), c_rot)
+
+    def per_box(pos, wall):
+        sd, sp, sn = jax.vmap(maze_walls.sphere_box_contact, in_axes=(0, 0, None, None))(
+            s_pos, jp.asarray(geoms.sphere_radius), pos, box_half
+        )
+        cd, cp, cn = jax.vmap(maze_walls.capsule_box_contacts, in_axes=(0, 0, 0, 0, None, None))(
+            c_pos, c_axis, jp.asarray(geoms.capsule_half_length), jp.asarray(geoms.capsule_radius), pos, box_half
+        )
+        dist = jp.concatenate([sd, cd.reshape(-1)])
+        return jp.where(wall, dist, 1.0), jp.concatenate([sp, cp.reshape(-1, 3)]), jp.concatenate([sn, cn.reshape(-1, 3)])
+
+    dist, pos, normal = jax.vmap(per_box)(box_pos, is_wall)  # (4, K), (4, K, 3)
+    n_boxes = 4
+    geom_bodyid = np.asarray(sys.geom_bodyid)
+    link1 = np.concatenate([geom_bodyid[geoms.spheres] - 1, np.repeat(geom_bodyid[geoms.capsules] - 1, 2)])
+    friction = np.concatenate([geoms.sphere_friction, np.repeat(geoms.capsule_friction, 2)])
+    elasticity = np.concatenate([geoms.sphere_elasticity, np.repeat(geoms.capsule_elasticity, 2)])
+    return SpringContact(
+        dist=dist.reshape(-1),
+        pos=pos.reshape(-1, 3),
+        normal=normal.reshape(-1, 3),
+        friction=jp.asarray(np.tile(friction, n_boxes), dtype=jp.float32),
+        elasticity=jp.asarray(np.tile(elasticity, n_boxes), dtype=jp.float32),
+        link1=jp.asarray(np.tile(link1, n_boxes), dtype=jp.int32),
+        link2=jp.full((n_boxes * link1.size,), -1, dtype=jp.int32),
+    )
+
+
+def spring_substep(sys: System, state: SpringState, act: Array, contacts) -> SpringState:
+    """One spring physics step with externally supplied contacts.
+
+    The sequence is brax's spring step: actuator and joint forces at acceleration level, a semi-implicit
+    velocity update, contact impulses (:func:`resolve_contacts` on ``contacts(state.x)``), integration,
+    then joint coordinates recovered from the new link transforms.
+    """
+    if sys.enable_fluid:
+        raise ValueError("fluid forces are not supported by the maze substep; the ant model has none")
+    state = state.replace(i_inv=com.inv_inertia(sys, state.x))
+    tau = actuator.to_tau(sys, act, state.q, state.qd)
+    xf_i = joints.resolve(sys, state, tau)
+    xdd_i = Motion.create(vel=sys.gravity) + Motion(
+        ang=jnp_matvec(state.i_inv, xf_i.ang), vel=xf_i.vel / state.mass[:, None]
+    )
+    state = state.replace(xd_i=state.xd_i + xdd_i * sys.opt.timestep)
+    xdv_i = resolve_contacts(sys, state, contacts(state.x))
+    x_i, xd_i = integrator.integrate(sys, state.x_i, state.xd_i, xdv_i)
+    x, xd = com.to_world(sys, x_i, xd_i)
+    j, jd, a_p, a_c = kinematics.world_to_joint(sys, x, xd)
+    q, qd = kinematics.inverse(sys, j, jd)
+    return state.replace(x=x, xd=xd, x_i=x_i, xd_i=xd_i, q=q, qd=qd, j=j, jd=jd, a_p=a_p, a_c=a_c)
+
+
+# ------------------------------------------------------------------------------------------- the task
+
+Collision = Literal["nearby", "brax"]
+
+
+class AntMaze:
+    """An ant maze task (TASKS.md §2); see the module docstring for the wall contacts.
+
+    Args:
+      spec: the task's static spec.
+      layout: training layout (walls, start, goals); eval_layout: the ``evaluation=True`` goal set
+        (same walls), or None to evaluate on the training goals.
+      collision: ``"nearby"`` (default) computes wall contacts in closed form for the cells around the
+        torso; ``"brax"`` puts every wall box into the brax model and steps ``brax.spring.pipeline``
+        (slow, kept for comparison and tests).
+    """
+
+    def __init__(self, spec: TaskSpec, layout: Sequence[str], eval_layout: Sequence[str] | None = None,
+                 collision: Collision = "nearby"):
+        if collision not in ("nearby", "brax"):
+            raise ValueError(f"collision must be 'nearby' or 'brax', got {collision!r}")
+        eval_layout = layout if eval_layout is None else eval_layout
+        if cells(eval_layout, "#") != cells(layout, "#") or start_cell(eval_layout) != start_cell(layout):
+            raise ValueError(f"task {spec.name!r}: the evaluation layout must have the training layout's walls and start")
+        self.spec = spec
+        self.layout = tuple(layout)
+        self.eval_layout = tuple(eval_layout)
+        self.collision = collision
+        self.walls = cells(layout, "#")
+        self.start_xy = cell_xy(start_cell(layout))
+        self.mj_model = build_mj_model(self.start_xy, self.walls if collision == "brax" else ())
+        self.sys = build_system(self.mj_model)
+        self.train_goals = jp.array([cell_xy(c) for c in goal_cells(layout)], dtype=jp.float32)
+        self.eval_goals = jp.array([cell_xy(c) for c in goal_cells(eval_layout)], dtype=jp.float32)
+        grid = np.zeros((len(layout) + 2, max(len(r) for r in layout) + 2), dtype=bool)
+        for i, j in self.walls:
+            grid[i + 1, j + 1] = True
+        self.wall_grid = jp.asarray(grid)
+        self._geoms = _body_geoms(self.mj_model, self.sys)
+        self._use_nearby = collision == "nearby" and bool(self.walls)
+
+    # -- physics
+    def contacts(self, x) -> SpringContact:
+        """All contacts of one substep: brax's own (floor, self) plus the nearby walls."""
+        own = contact.get(self.sys, x)
+        parts = [] if own is None else [SpringContact.from_brax(own)]
+        parts.append(wall_contacts(self.sys, self._geoms, self.wall_grid, x))
+        return SpringContact.concatenate(parts)
+
+    def physics_step(self, state: SpringState, action: Array) -> SpringState:
+        """One env step: N_FRAMES physics substeps with the action as motor control."""
+        if self._use_nearby:
+            substep = functools.partial(spring_substep, self.sys, contacts=self.contacts)
+        else:
+            substep = functools.partial(spring_pipeline.step, self.sys)
+
+        def body(s, _):
+            return substep(s, action), None
+
+        state, _ = jax.lax.scan(body, state, None, length=N_FRAMES)
+        return state
+
+    # -- task contract
+    def reset(self, key: Array, evaluation: bool = False) -> EnvState:
+        """Start at the R cell with U(-0.1, 0.1) noise on every q (quaternion included, not renormalised),
+        qd = 0.1 N(0, 1); the goal is a uniformly drawn goal cell centre (eval goal set if evaluation)."""
+        k_q, k_qd, k_goal = jax.random.split(key, 3)
+        goals = self.eval_goals if evaluation else self.train_goals
+        goal = goals[jax.random.randint(k_goal, (), 0, goals.shape[0])]
+        init_q = jp.asarray(self.sys.init_q, dtype=jp.float32)
+        q = init_q + jax.random.uniform(k_q, init_q.shape, minval=-RESET_NOISE, maxval=RESET_NOISE)
+        qd = RESET_NOISE * jax.random.normal(k_qd, (self.sys.qd_size(),))
+        q = q.at[-2:].set(goal)
+        qd = qd.at[-2:].set(0.0)
+        physics = spring_pipeline.init(self.sys, q, qd)
+        return self._env_state(physics)
+
+    def step(self, state: EnvState, action: Array) -> EnvState:
+        return self._env_state(self.physics_step(state.physics, action))
+
+    def _env_state(self, physics: SpringState) -> EnvState:
+        return EnvState(physics=physics, obs=observation(physics), terminated=terminated(physics))
+
+
+def observation(physics: SpringState) -> Array:
+    """(31,) TASKS.md §2.4: q without the target joints (15), qd without them (14), target body xy (2)."""
+    return jp.concatenate([physics.q[:-2], physics.qd[:-2], physics.x.pos[-1, :2]])
+
+
+def terminated(physics: SpringState) -> Array:
+    z = physics.q[2]
+    return jp.where((z < HEALTHY_Z[0]) | (z > HEALTHY_Z[1]), 1.0, 0.0)
+
+
+# ----------------------------------------------------------------------------------------- registration
+
+TASK_LAYOUTS: dict[str, tuple[str, str | None]] = {
+    "ant_u4_maze": ("u4_maze", "u4_maze_eval"),
+    "ant_u5_maze": ("u5_maze", "u5_maze_eval"),
+    "ant_big_maze": ("big_maze", "big_maze_eval"),
+    "ant_hardest_maze": ("hardest_maze", None),
+}
+_DESCRIPTIONS = {
+    "ant_u4_maze": "ant in a U-shaped maze (7x5 cells); evaluated on the far goal cells",
+    "ant_u5_maze": "ant in a long U-shaped maze (7x8 cells); evaluated on the far goal cells",
+    "ant_big_maze": "ant in an 8x8-cell maze; evaluated on the far goal cells",
+    "ant_hardest_maze": "ant in a 9x12-cell maze, 45 goal cells",
+}
+
+
+def task_spec(name: str, benchmark: bool = True, eval_goal_set: str = "eval") -> TaskSpec:
+    return TaskSpec(
+        name=name,
+        state_size=29,
+        goal_size=2,
+        goal_indices=(0, 1),
+        action_size=8,
+        success_threshold=0.5,
+        episode_length=1000,
+        env_step_seconds=PHYSICS_DT * N_FRAMES,
+        backend="spring",
+        eval_goal_set=eval_goal_set,
+        benchmark=benchmark,
+        description=_DESCRIPTIONS.get(name, ""),
+    )
+
+
+SPECS: dict[str, TaskSpec] = {
+    name: task_spec(name, eval_goal_set="eval" if eval_name else "train")
+    for name, (_, eval_name) in TASK_LAYOUTS.items()
+}
+
+
+def make_ant_maze(name: str, collision: Collision = "nearby") -> AntMaze:
+    """Builds one of the four ant maze tasks by registry name."""
+    if name not in TASK_LAYOUTS:
+        raise ValueError(f"unknown ant maze {name!r}; known: {', '.join(TASK_LAYOUTS)}")
+    train, evaluation = TASK_LAYOUTS[name]
+    return AntMaze(SPECS[name], LAYOUTS[train], LAYOUTS[evaluation] if evaluation else None, collision=collision)
+
+
+def make_open_floor_ant() -> AntMaze:
+    """The same ant on open floor (no wall), for throughput comparisons only; not a registered task."""
+    spec = dataclasses.replace(task_spec("ant", benchmark=False, eval_goal_set="train"),
+                               description="ant on open floor (throughput reference)")
+    return AntMaze(spec, OPEN_FLOOR)
+
+
+def register_all() -> None:
+    """Registers the four ant mazes (built lazily on first use)."""
+    from gcrl_bench.registry import register_task
+
+    for name, spec in SPECS.items():
+        register_task(spec, functools.partial(make_ant_maze, name))
