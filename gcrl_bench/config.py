@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Literal
+from typing import Any, Literal, Mapping
 
 from gcrl_bench.errors import ConfigError, UnknownNameError
 from gcrl_bench.interface import TaskSpec
@@ -35,6 +35,9 @@ class LoopConfig:
       max_replay_rows: buffer capacity in time rows per environment; FIFO beyond it (paper: 10000).
       window_length: consecutive time rows per sampled window; relabelled goals come from the same
         window (paper: the episode length, 1000). 0 means "the task's episode length".
+      windows_per_step: windows sampled per training step; 0 means one per environment (the paper's
+        choice: a random permutation of the environments). More windows allow more gradient steps per
+        training step when episodes are short.
       num_eval_envs: parallel evaluation episodes after each epoch (paper: 128).
       reset_mode: ``first``: a training environment restarts from its own first reset after an episode
         ends (the reference's auto-reset semantics, TASKS.md §1.4); ``fresh``: it samples a new start
@@ -50,6 +53,7 @@ class LoopConfig:
     min_replay_rows: int = 1000
     max_replay_rows: int = 10_000
     window_length: int = 0
+    windows_per_step: int = 0
     num_eval_envs: int = 128
     reset_mode: Literal["first", "fresh"] = "first"
 
@@ -60,17 +64,19 @@ class LoopPlan:
 
     Attributes:
       window_length: rows per sampled window.
+      windows_per_step: windows sampled per training step.
       prefill_steps: collection steps (of unroll_length rows) before training starts.
       prefill_env_steps: env steps spent on prefill (num_envs x unroll_length x prefill_steps).
       env_steps_per_training_step: num_envs x unroll_length.
       training_steps_per_epoch: training steps compiled into one epoch.
       env_steps_per_epoch: env steps collected per epoch.
       total_env_steps: env steps the run actually takes (prefill + epochs), <= the requested total.
-      tuples_per_step: relabelled tuples available per training step (num_envs x (window_length - 1)).
+      tuples_per_step: relabelled tuples available per training step (windows x (window_length - 1)).
       grad_steps_total: gradient steps over the run.
     """
 
     window_length: int
+    windows_per_step: int
     prefill_steps: int
     prefill_env_steps: int
     env_steps_per_training_step: int
@@ -111,14 +117,18 @@ def derive_plan(loop: LoopConfig, spec: TaskSpec) -> LoopPlan:
             f"({loop.min_replay_rows} + {loop.unroll_length}); use max_replay_rows >= "
             f"{loop.min_replay_rows + loop.unroll_length}"
         )
-    tuples = loop.num_envs * (window - 1)
+    if loop.windows_per_step < 0:
+        raise ConfigError(f"windows_per_step must be >= 0 (0 = one per environment), got {loop.windows_per_step}")
+    windows = loop.windows_per_step or loop.num_envs
+    tuples = windows * (window - 1)
     needed = loop.batch_size * loop.updates_per_step
     if needed > tuples:
         fit = max(1, tuples // loop.batch_size)
+        more = -(-needed // (window - 1))
         raise ConfigError(
             f"batch_size x updates_per_step ({loop.batch_size} x {loop.updates_per_step} = {needed}) exceeds the "
-            f"{tuples} relabelled tuples of one training step (num_envs x (window_length - 1) = "
-            f"{loop.num_envs} x {window - 1}); use updates_per_step <= {fit} or more envs"
+            f"{tuples} relabelled tuples of one training step (windows x (window_length - 1) = "
+            f"{windows} x {window - 1}); use updates_per_step <= {fit} or windows_per_step >= {more}"
         )
     prefill_steps = math.ceil(loop.min_replay_rows / loop.unroll_length)
     per_step = loop.num_envs * loop.unroll_length
@@ -135,6 +145,7 @@ def derive_plan(loop: LoopConfig, spec: TaskSpec) -> LoopPlan:
     total = prefill_env_steps + loop.num_epochs * steps_per_epoch * per_step
     return LoopPlan(
         window_length=window,
+        windows_per_step=windows,
         prefill_steps=prefill_steps,
         prefill_env_steps=prefill_env_steps,
         env_steps_per_training_step=per_step,
@@ -171,21 +182,18 @@ class Preset:
     Attributes:
       name: preset name used on the command line.
       description: what it is for and what it costs.
-      loop: the loop configuration; ``total_env_steps``/``num_epochs`` may be overridden per task by
-        ``budgets`` (task -> (total_env_steps, num_epochs)).
-      budgets: per-task budgets; tasks not listed use ``loop``'s.
+      loop: the loop configuration.
+      per_task: task name -> LoopConfig fields that differ for that task (per-task budgets, or loop
+        sizes for tasks with short episodes).
     """
 
     name: str
     description: str
     loop: LoopConfig
-    budgets: tuple[tuple[str, int, int], ...] = ()
+    per_task: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
 
     def loop_for(self, task: str) -> LoopConfig:
-        for name, total, epochs in self.budgets:
-            if name == task:
-                return dataclasses.replace(self.loop, total_env_steps=total, num_epochs=epochs)
-        return self.loop
+        return dataclasses.replace(self.loop, **self.per_task.get(task, {}))
 
 
 PRESETS: dict[str, Preset] = {
@@ -199,20 +207,22 @@ PRESETS: dict[str, Preset] = {
                 "GPU-sized: hours per run."
             ),
             loop=LoopConfig(),
-            budgets=tuple((t, n, n // 1_000_000) for t, n in PAPER_BUDGETS.items()),
+            per_task={t: {"total_env_steps": n, "num_epochs": n // 1_000_000} for t, n in PAPER_BUDGETS.items()},
         ),
         Preset(
             name="quick",
             description=(
                 "A laptop-sized real run: 64 envs, batch 256, 100 gradient steps per 3,200 env steps, 8 epochs "
-                "of ~0.2M env steps on the ten tasks (2M env steps on the sanity task is overkill: it uses "
-                "its own budget). Minutes to tens of minutes on a CPU."
+                "of ~0.2M env steps on the ten tasks; the sanity task gets 128 envs, 100-step windows and 0.3M "
+                "env steps. Minutes (sanity task) to tens of minutes (ant mazes) on a CPU."
             ),
             loop=LoopConfig(
                 total_env_steps=1_600_000, num_epochs=8, num_envs=64, unroll_length=50, batch_size=256,
                 updates_per_step=100, min_replay_rows=1000, max_replay_rows=3000, num_eval_envs=32,
             ),
-            budgets=(("point_u_maze", 300_000, 10),),
+            per_task={"point_u_maze": dict(
+                total_env_steps=300_000, num_epochs=10, num_envs=128, unroll_length=25, updates_per_step=40,
+                min_replay_rows=100, max_replay_rows=1000)},
         ),
         Preset(
             name="smoke",
@@ -225,7 +235,6 @@ PRESETS: dict[str, Preset] = {
                 batch_size=128, updates_per_step=20, min_replay_rows=250, max_replay_rows=1000,
                 window_length=250, num_eval_envs=16,
             ),
-            budgets=(),
         ),
     )
 }

@@ -8,7 +8,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from gcrl_bench import results
+from gcrl_bench import registry, results
+from gcrl_bench.config import derive_plan
 from gcrl_bench.runner import EpochReport, RunSpec, execute
 
 
@@ -34,7 +35,8 @@ def run_grid(runs: list[RunSpec], out: Path) -> list[str]:
         for i, run in enumerate(runs, 1):
             n = run.network
             label = f"[{i}/{len(runs)}] {run.algo} {run.task} d{n.depth} w{n.width} s{run.seed}"
-            bar = progress.add_task(label, total=None, sps="", tag="compiling")
+            total = derive_plan(run.loop, registry.task_spec(run.task)).total_env_steps
+            bar = progress.add_task(label, total=total, sps="", tag="compiling")
 
             def on_phase(phase: str, bar=bar):
                 progress.update(bar, tag=phase)

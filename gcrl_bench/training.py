@@ -153,10 +153,10 @@ class Trainer:
         state = self._collect(state)
         key, k_sample, k_relabel, k_perm, k_update = jax.random.split(state.key, 5)
         state = state.replace(key=key)
-        windows = replay.sample_windows(state.buffer, k_sample, loop.num_envs, plan.window_length)
+        windows = replay.sample_windows(state.buffer, k_sample, plan.windows_per_step, plan.window_length)
         relabel = self.algorithm.relabel(self.algo_config)
         tuples = jax.vmap(lambda k, o, a, t, e: relabel_window(k, o, a, t, e, self.spec, relabel))(
-            jax.random.split(k_relabel, loop.num_envs), *windows
+            jax.random.split(k_relabel, plan.windows_per_step), *windows
         )
         n_used = loop.updates_per_step * loop.batch_size
         pick = jax.random.permutation(k_perm, plan.tuples_per_step)[:n_used]
