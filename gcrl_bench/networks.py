@@ -9,6 +9,8 @@ Architecture (Wang et al. 2025, "1000 Layer Networks for Self-Supervised RL", §
 "Depth" counts only the Dense layers inside the residual blocks, so depth 4 has 1 + 4 hidden Dense layers
 plus the output layer. The residual blocks are one ``nn.scan`` over parameters stacked along a leading
 block axis, so the compiled program (and its compile time) is the same size at depth 4 and depth 1024.
+Inside a block, backward passes recompute LayerNorm and the activation from the saved Dense outputs
+(``nn.remat`` with a dots-saveable policy): this halves the learner's time on CPU and changes no value.
 
 Initialisation follows the paper's code: every kernel uniform in +-1/sqrt(fan_in) (variance scaling 1/3,
 fan-in, uniform), biases zero, LayerNorm with a learned scale (ones) and bias (zeros).
@@ -132,8 +134,12 @@ class ResidualMLP(nn.Module):
     @nn.compact
     def __call__(self, x: Array) -> Array:
         x = _Unit(self.config, name="input")(x)
+        # Backward passes keep only the Dense outputs of each block and recompute LayerNorm and the
+        # activation from them: the many (B, width) elementwise intermediates, stacked over blocks by the
+        # scan, otherwise cost more memory traffic than the matmuls themselves on CPU. Same values.
+        block = nn.remat(_ResidualBlock, policy=jax.checkpoint_policies.dots_with_no_batch_dims_saveable)
         blocks = nn.scan(
-            _ResidualBlock,
+            block,
             variable_axes={"params": 0},
             split_rngs={"params": True},
             length=self.config.num_blocks,
