@@ -119,6 +119,7 @@ class CRLState:
 # Losses (pure; B = batch size, R = repr_dim)
 
 
+@jax.custom_vjp
 def l2_energy(phi: Array, psi: Array) -> Array:
     """Logits L[i, k] = -||phi_i - psi_k||_2 (paper §3 "L2 energy"; no epsilon, no temperature).
 
@@ -127,8 +128,40 @@ def l2_energy(phi: Array, psi: Array) -> Array:
       psi: (B, R) goal representations.
     Returns:
       (B, B) logits; row i scores every goal of the batch for tuple i, the diagonal being its own goal.
+
+    The value is computed exactly as written, from the (B, B, R) differences. The gradient is the same
+    function's exact gradient written with two (B, B) x (B, R) matmuls (see :func:`_l2_energy_bwd`): XLA's
+    CPU backend differentiates the broadcast form into a reduction over the (B, B, R) tensor that took
+    longer than all the network layers together (about 170 ms per step at B = 512).
     """
+    return _l2_energy_value(phi, psi)
+
+
+def _l2_energy_value(phi: Array, psi: Array) -> Array:
     return -jnp.sqrt(jnp.sum(jnp.square(phi[:, None, :] - psi[None, :, :]), axis=-1))
+
+
+def _l2_energy_fwd(phi: Array, psi: Array) -> tuple[Array, tuple[Array, Array, Array]]:
+    logits = _l2_energy_value(phi, psi)
+    return logits, (phi, psi, logits)
+
+
+def _l2_energy_bwd(residuals: tuple[Array, Array, Array], g: Array) -> tuple[Array, Array]:
+    """With d_ik = ||phi_i - psi_k|| = -L[i, k] and h_ik = g_ik / L[i, k] = -g_ik / d_ik::
+
+        dphi_i = sum_k g_ik * -(phi_i - psi_k) / d_ik = phi_i * sum_k h_ik - (h @ psi)_i
+        dpsi_k = sum_i g_ik *  (phi_i - psi_k) / d_ik = psi_k * sum_i h_ik - (h^T @ phi)_k
+
+    Like the plain autodiff of the square root, it is not finite where a distance is exactly 0.
+    """
+    phi, psi, logits = residuals
+    h = g / logits
+    dphi = jnp.sum(h, axis=1, keepdims=True) * phi - h @ psi
+    dpsi = jnp.sum(h, axis=0)[:, None] * psi - h.T @ phi
+    return dphi, dpsi
+
+
+l2_energy.defvjp(_l2_energy_fwd, _l2_energy_bwd)
 
 
 def infonce_forward_loss(logits: Array) -> Array:
