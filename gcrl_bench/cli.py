@@ -150,6 +150,7 @@ def run(algos, tasks, depths, widths, seeds, preset, env_steps, epochs, out, res
 
     out_path = Path(out)
     results.ensure_writable(out_path)
+    results.validate_directory(out_path)
     todo = [r for r in grid if not results.RunDir(out_path / "runs" / r.run_id).is_complete()]
     total_steps = sum(derive_plan(r.loop, specs[r.task]).total_env_steps for r in todo)
     click.echo(

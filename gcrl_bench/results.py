@@ -217,6 +217,20 @@ def iter_runs(out: Path) -> Iterable[tuple[RunDir, dict]]:
             yield RunDir(p), check_run_config(p / "config.json")
 
 
+def validate_directory(out: Path) -> int:
+    """Reads every run folder's config.json and summary.json once, so that a corrupt or incompatible run
+    is reported (one line, naming the file) before any new work starts. Returns the number of runs."""
+    count = 0
+    for run, _ in iter_runs(out):
+        if run.is_complete():
+            summary = read_json(run.summary)
+            if "score" not in summary or "env_steps" not in summary:
+                raise ResultsError(f"{run.summary} lacks 'score' or 'env_steps'; delete {run.path} and rerun to redo it")
+        read_metrics(run.metrics)
+        count += 1
+    return count
+
+
 def write_scores_csv(out: Path) -> Path:
     """Rebuilds DIR/scores.csv from every run folder (complete runs get a final ``score`` row)."""
     buf = io.StringIO()

@@ -73,6 +73,17 @@ def test_corrupt_run_in_results_directory(capsys, tmp_path):
     assert (run / "config.json").read_text() == "{not json"  # nothing damaged
 
 
+def test_run_refuses_a_corrupt_results_directory_before_training(capsys, tmp_path):
+    run = tmp_path / "runs" / "x"
+    run.mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"format_version": 1}))
+    (run / "summary.json").write_text("{trunc")
+    code, _, err = run_cli(capsys, "run", "--tasks", "point_u_maze", "--preset", "smoke", "--out", str(tmp_path))
+    assert_one_line_error(code, err, "summary.json", "corrupt")
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["x"]  # nothing new started
+    assert (run / "summary.json").read_text() == "{trunc"
+
+
 def test_incompatible_version_in_results_directory(capsys, tmp_path):
     run = tmp_path / "runs" / "x"
     run.mkdir(parents=True)
