@@ -38,17 +38,26 @@ def run_grid(runs: list[RunSpec], out: Path) -> list[str]:
             total = derive_plan(run.loop, registry.task_spec(run.task)).total_env_steps
             bar = progress.add_task(label, total=total, sps="", tag="compiling")
 
-            def on_phase(phase: str, bar=bar):
+            def on_phase(phase: str, bar=bar, label=label):
                 progress.update(bar, tag=phase)
+                if not console.is_terminal:  # logs (CI, clusters): one plain line per event
+                    console.print(f"{label}: {phase}")
 
-            def on_epoch(r: EpochReport, bar=bar):
+            def on_epoch(r: EpochReport, bar=bar, label=label):
                 progress.update(bar, total=r.total_env_steps, completed=r.env_steps,
                                 sps=f"{r.steps_per_second:,.0f} steps/s",
                                 tag=f"epoch {r.epoch}/{r.num_epochs} time at goal {r.time_at_goal:.1f}")
+                if not console.is_terminal:
+                    console.print(f"{label}: epoch {r.epoch}/{r.num_epochs}, {r.env_steps:,}/{r.total_env_steps:,} "
+                                  f"env steps, {r.steps_per_second:,.0f} steps/s, time at goal {r.time_at_goal:.1f}, "
+                                  f"{r.elapsed_s:.0f}s")
 
             try:
                 summary = execute(run, out, on_epoch=on_epoch, on_phase=on_phase)
-                progress.update(bar, tag=f"done: score {summary['score']:.1f} (compile {summary['compile_time_s']:.0f}s)")
+                done = f"done: score {summary['score']:.1f} (compile {summary['compile_time_s']:.0f}s)"
+                progress.update(bar, tag=done)
+                if not console.is_terminal:
+                    console.print(f"{label}: {done}")
             except KeyboardInterrupt:
                 raise
             except Exception as exc:  # one failed run must not stop the sweep
@@ -58,4 +67,5 @@ def run_grid(runs: list[RunSpec], out: Path) -> list[str]:
                 results.atomic_write_text(folder / "failure.json", results.to_json(
                     {"status": "failed", "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}))
                 progress.update(bar, tag=f"FAILED: {type(exc).__name__}")
+                console.print(f"{label}: FAILED: {line}")
     return failures
