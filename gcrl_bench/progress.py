@@ -31,7 +31,7 @@ def run_grid(runs: list[RunSpec], out: Path) -> list[str]:
         TextColumn("left"),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, console=console, transient=False) as progress:
+    with Progress(*columns, console=console, transient=False, disable=not console.is_terminal) as progress:
         for i, run in enumerate(runs, 1):
             n = run.network
             label = f"[{i}/{len(runs)}] {run.algo} {run.task} d{n.depth} w{n.width} s{run.seed}"

@@ -15,7 +15,9 @@ metrics, checkpoints). Everything that changes during a run lives in one :class:
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
+import os
 import time
 from typing import Any, Mapping
 
@@ -233,19 +235,32 @@ class Compiled:
     compile_seconds: dict[str, float]
 
 
-def compile_trainer(trainer: Trainer, key: jax.Array) -> Compiled:
-    """Compiles init, prefill, epoch and evaluate ahead of time (one jit boundary, built here)."""
+def compile_trainer(trainer: Trainer, key: jax.Array, threads: int | None = None) -> Compiled:
+    """Compiles init, prefill, epoch and evaluate ahead of time (one jit boundary, built here).
+
+    The four programs are traced one after another and compiled concurrently (XLA compiles outside the
+    GIL), which roughly halves compile wall time on a 2-core machine. ``compile_seconds`` holds each
+    program's own compile time and ``total`` the wall time of the whole step.
+    """
+    t_start = time.perf_counter()
+    state_shape = jax.eval_shape(trainer.init, key)
+    lowered = {
+        "init": jax.jit(trainer.init).lower(key),
+        "prefill": jax.jit(trainer.prefill, donate_argnums=(0,)).lower(state_shape),
+        "epoch": jax.jit(trainer.epoch, donate_argnums=(0,)).lower(state_shape),
+        "evaluate": jax.jit(trainer.evaluate).lower(state_shape.algo, key),
+    }
     times: dict[str, float] = {}
 
-    def aot(name, fn, *args, donate=()):
+    def compile_one(name):
         t0 = time.perf_counter()
-        compiled = jax.jit(fn, donate_argnums=donate).lower(*args).compile()
+        out = lowered[name].compile()
         times[name] = time.perf_counter() - t0
-        return compiled
+        return name, out
 
-    init = aot("init", trainer.init, key)
-    state_shape = jax.eval_shape(trainer.init, key)
-    prefill = aot("prefill", trainer.prefill, state_shape, donate=(0,))
-    epoch = aot("epoch", trainer.epoch, state_shape, donate=(0,))
-    evaluate = aot("evaluate", trainer.evaluate, state_shape.algo, key)
-    return Compiled(init=init, prefill=prefill, epoch=epoch, evaluate=evaluate, compile_seconds=times)
+    workers = threads or min(len(lowered), max(1, os.cpu_count() or 1))
+    with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
+        compiled = dict(pool.map(compile_one, lowered))
+    times["total"] = time.perf_counter() - t_start
+    return Compiled(init=compiled["init"], prefill=compiled["prefill"], epoch=compiled["epoch"],
+                    evaluate=compiled["evaluate"], compile_seconds=times)
