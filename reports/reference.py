@@ -38,8 +38,15 @@ PAPER_TABLE1: dict[tuple[str, int], tuple[float, float]] = {
 }
 
 
-def paper_table1(algo: str, task: str, depth: int, width: int, episode_length: int) -> tuple[float, float] | None:
-    """The paper's (mean, standard error) for this configuration, or None when it reports none."""
+def paper_table1(algo: str, task: str, depth: int, width: int, episode_length: int,
+                 env_steps: float | None = None) -> tuple[float, float] | None:
+    """The paper's (mean, standard error) for this configuration, or None when it reports none or when
+    the runs' budget (``env_steps``, the smallest final env steps among them) is below 90% of the
+    paper's budget for the task: a number from 100M env steps beside a short run would mislead."""
+    from gcrl_bench.config import PAPER_BUDGETS
+
     if algo != PAPER_ALGO or width != PAPER_WIDTH or episode_length != PAPER_EPISODE_LENGTH:
+        return None
+    if env_steps is None or task not in PAPER_BUDGETS or env_steps < 0.9 * PAPER_BUDGETS[task]:
         return None
     return PAPER_TABLE1.get((task, depth))

@@ -343,7 +343,7 @@ def build_report(
         "Time at goal: steps within the success radius out of the episode length; a run's score is the mean "
         "of its last 5 evaluations. Mean over seeds with a 95% stratified-bootstrap interval over seeds (a "
         "single seed gives a zero-width interval). Paper Table 1: Wang et al. 2025 (arXiv:2503.14858), CRL, "
-        "width 256, mean ± standard error, runs of 100M-400M env steps."
+        "width 256, mean ± standard error, runs of 100M-400M env steps; shown only beside runs of that budget."
     )
     aggregate_note = (
         "Normalised score = score / episode length, aggregated over the tasks each configuration ran ("

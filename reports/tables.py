@@ -51,7 +51,8 @@ def task_table(results: Results, *, reps: int, seed: int) -> pd.DataFrame:
         interval = stats.seed_mean_interval(
             runs["score"].to_numpy(), rng=cell_rng(seed, "task", task, algo, depth, width), reps=reps
         )
-        paper = reference.paper_table1(algo, task, depth, width, episode_lengths[0]) if len(episode_lengths) == 1 else None
+        paper = (reference.paper_table1(algo, task, depth, width, episode_lengths[0], float(runs["env_steps"].min()))
+                 if len(episode_lengths) == 1 else None)
         rows.append({
             "task": task, "algo": algo, "depth": int(depth), "width": int(width), "num_seeds": len(runs),
             "episode_length": "/".join(map(str, episode_lengths)),
