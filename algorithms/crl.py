@@ -165,7 +165,7 @@ l2_energy.defvjp(_l2_energy_fwd, _l2_energy_bwd)
 
 
 def infonce_forward_loss(logits: Array) -> Array:
-    """Forward InfoNCE (paper §3, Eq. 2; Oord et al. 2018): mean_i [-L[i, i] + logsumexp_k L[i, k]].
+    """Forward InfoNCE (paper §3; Oord et al. 2018): mean_i [-L[i, i] + logsumexp_k L[i, k]].
 
     A softmax over goals within each row: tuple i must pick its own goal among the batch's goals.
     Example: for L = [[0, -1], [-1, 0]] each row loses log(1 + e^-1) = 0.3133.
