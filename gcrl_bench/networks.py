@@ -10,8 +10,8 @@ Architecture (Wang et al. 2025, "1000 Layer Networks for Self-Supervised RL", §
 plus the output layer. The residual blocks are one ``nn.scan`` over parameters stacked along a leading
 block axis, so the compiled program (and its compile time) is the same size at depth 4 and depth 1024.
 Inside a block, backward passes recompute LayerNorm and the activation from the saved Dense outputs
-(``nn.remat`` with a dots-saveable policy): a backward pass then keeps four (B, width) arrays per block
-instead of about twenty, which matters at depth 1024, and no value changes.
+(``nn.remat`` with a dots-saveable policy): a backward pass then keeps five (B, width) arrays per block
+instead of 28, which matters at depth 1024, and no value changes.
 
 Initialisation follows the paper's code: every kernel uniform in +-1/sqrt(fan_in) (variance scaling 1/3,
 fan-in, uniform), biases zero, LayerNorm with a learned scale (ones) and bias (zeros).
