@@ -19,7 +19,7 @@ def run_grid(runs: list[RunSpec], out: Path) -> list[str]:
     Returns:
       one line per failed run.
     """
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True)
     failures: list[str] = []
     columns = (
         TextColumn("{task.description}"),
