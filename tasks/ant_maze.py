@@ -254,7 +254,7 @@ class SpringContact:
         return jax.tree.map(lambda *xs: jp.concatenate(xs), *parts)
 
 
-def resolve_contacts(sys: System, state: SpringState, c: SpringContact) -> Motion:
+def resolve_contacts(sys: System, state: SpringState, c: SpringContact, world: SpringContact | None = None) -> Motion:
     """Velocity change of every link's centre of mass from the contacts (brax's spring contact model).
 
     For each penetrating contact (dist < 0) whose bodies approach each other, a normal impulse
@@ -275,21 +275,55 @@ def resolve_contacts(sys: System, state: SpringState, c: SpringContact) -> Motio
 
     Args:
       sys: the brax system. state: spring state after the acceleration update (uses x_i, xd_i, i_inv, mass).
-      c: the contacts, (C,) leading axis.
+      c: contacts between two links or a link and the world, (C,) leading axis.
+      world: optional contacts whose second side is the world (``link2`` all -1, ``link1`` a static numpy
+        array), such as maze walls; they are resolved with only one body, which gives the same numbers
+        as passing them in ``c`` at about half the cost.
 
     Returns:
       Motion (num_links,) velocity change at each link's centre of mass.
     """
     num_links = sys.num_links()
-    links = jp.stack([c.link1, c.link2], axis=1)  # (C, 2)
+    lin, active = _contact_impulses(sys, state, c, jp.stack([c.link1, c.link2], axis=1))
+    # +lin on link1, -lin on link2; the world (-1) is parked in an extra segment and dropped.
+    lins, poss = [lin, -lin], [c.pos, c.pos]
+    segs, actives = [c.link1, c.link2], [active, active]
+    if world is not None:
+        w_lin, w_active = _contact_impulses(sys, state, world, np.asarray(world.link1)[:, None])
+        lins.append(w_lin)
+        poss.append(world.pos)
+        segs.append(jp.asarray(world.link1))
+        actives.append(w_active)
+    lin_all, pos_all = jp.concatenate(lins), jp.concatenate(poss)
+    seg = jp.concatenate(segs)
+    seg = jp.where(seg > -1, seg, num_links)
+    ang_all = jp.cross(pos_all - state.x_i.pos[jp.minimum(seg, num_links - 1)], lin_all)
+    lin_sum = jax.ops.segment_sum(lin_all, seg, num_links + 1)[:num_links]
+    ang_sum = jax.ops.segment_sum(ang_all, seg, num_links + 1)[:num_links]
+    count = jax.ops.segment_sum(jp.concatenate(actives).astype(jp.float32), seg, num_links + 1)
+    scale = 1.0 / (count[:num_links] + 1e-8)
+    lin_sum, ang_sum = lin_sum * scale[:, None], ang_sum * scale[:, None]
+    return Motion(
+        vel=lin_sum / state.mass[:, None],
+        ang=jnp_matvec(state.i_inv, ang_sum),
+    )
+
+
+def _contact_impulses(sys: System, state: SpringState, c: SpringContact, links) -> tuple[Array, Array]:
+    """Impulse on the first body of each contact, (C, 3), and whether the contact is active, (C,).
+
+    ``links`` is (C, 2) for contacts between two links (-1 = world) or (C, 1) for contacts with the world.
+    """
     real = links > -1
     idx = jp.where(real, links, 0)
-    inv_mass = jp.where(real, 1.0 / state.mass[idx], 0.0)  # (C, 2)
-    i_inv = state.i_inv.reshape(-1)[idx] * real  # (C, 2) scalars: brax's flattened read, see docstring
-    arm = c.pos[:, None, :] - state.x_i.pos[idx]  # (C, 2, 3) contact point relative to each com
+    inv_mass = jp.where(real, 1.0 / state.mass[idx], 0.0)  # (C, K)
+    i_inv = state.i_inv.reshape(-1)[idx] * real  # (C, K) scalars: brax's flattened read, see docstring
+    arm = c.pos[:, None, :] - state.x_i.pos[idx]  # (C, K, 3) contact point relative to each com
     point_vel = state.xd_i.vel[idx] + jp.cross(state.xd_i.ang[idx], arm)
     point_vel = point_vel * real[..., None]
-    rel_vel = point_vel[:, 0] - point_vel[:, 1]  # (C, 3)
+    two_sided = links.shape[1] == 2
+    rel_vel = point_vel[:, 0] - point_vel[:, 1] if two_sided else point_vel[:, 0]  # (C, 3)
+    inv_mass_sum = inv_mass[:, 0] + inv_mass[:, 1] if two_sided else inv_mass[:, 0]
 
     def rotational_inertia(direction):  # (C, 3) -> (C,): direction . sum_k (I_k^-1 (r_k x d)) x r_k
         w = i_inv[..., None] * jp.cross(arm, direction[:, None, :])
@@ -298,35 +332,18 @@ def resolve_contacts(sys: System, state: SpringState, c: SpringContact) -> Motio
     push = -c.normal  # the direction geom 1 is pushed
     normal_vel = jp.sum(push * rel_vel, axis=-1)
     baumgarte = sys.baumgarte_erp / sys.opt.timestep * c.dist
-    impulse = (-(1.0 + c.elasticity) * normal_vel - baumgarte) / (
-        inv_mass[:, 0] + inv_mass[:, 1] + rotational_inertia(push)
-    )
+    impulse = (-(1.0 + c.elasticity) * normal_vel - baumgarte) / (inv_mass_sum + rotational_inertia(push))
 
     slide = rel_vel + normal_vel[:, None] * c.normal  # tangential part of the relative velocity
     slide_speed = jax.vmap(brax_math.safe_norm)(slide)
     slide_dir = slide / (1e-6 + slide_speed)[:, None]
-    drag = slide_speed / (inv_mass[:, 0] + inv_mass[:, 1] + rotational_inertia(slide_dir))
+    drag = slide_speed / (inv_mass_sum + rotational_inertia(slide_dir))
     drag = jp.minimum(drag, c.friction * impulse)
 
     active = (c.dist < 0.0) & (normal_vel < 0.0) & (impulse > 0.0)
     sliding = active & (slide_speed > 1e-3)
     lin = (impulse[:, None] * push) * active[:, None] + (-drag[:, None] * slide_dir) * sliding[:, None]
-
-    # Both sides: +lin on link1, -lin on link2; the world (-1) is parked in an extra segment and dropped.
-    lin2 = jp.concatenate([lin, -lin])
-    pos2 = jp.concatenate([c.pos, c.pos])
-    seg = jp.concatenate([links[:, 0], links[:, 1]])
-    seg = jp.where(seg > -1, seg, num_links)
-    ang2 = jp.cross(pos2 - state.x_i.pos[jp.minimum(seg, num_links - 1)], lin2)
-    lin_sum = jax.ops.segment_sum(lin2, seg, num_links + 1)[:num_links]
-    ang_sum = jax.ops.segment_sum(ang2, seg, num_links + 1)[:num_links]
-    count = jax.ops.segment_sum(jp.concatenate([active, active]).astype(jp.float32), seg, num_links + 1)
-    scale = 1.0 / (count[:num_links] + 1e-8)
-    lin_sum, ang_sum = lin_sum * scale[:, None], ang_sum * scale[:, None]
-    return Motion(
-        vel=lin_sum / state.mass[:, None],
-        ang=jnp_matvec(state.i_inv, ang_sum),
-    )
+    return lin, active
 
 
 def jnp_matvec(m: Array, v: Array) -> Array:
@@ -437,8 +454,8 @@ def wall_contacts(sys: System, geoms: _BodyGeoms, wall_grid: Array, x) -> Spring
         normal=normal.reshape(-1, 3),
         friction=jp.asarray(np.tile(friction, n_boxes), dtype=jp.float32),
         elasticity=jp.asarray(np.tile(elasticity, n_boxes), dtype=jp.float32),
-        link1=jp.asarray(np.tile(link1, n_boxes), dtype=jp.int32),
-        link2=jp.full((n_boxes * link1.size,), -1, dtype=jp.int32),
+        link1=np.tile(link1, n_boxes).astype(np.int32),
+        link2=np.full((n_boxes * link1.size,), -1, dtype=np.int32),
     )
 
 
@@ -446,7 +463,8 @@ def spring_substep(sys: System, state: SpringState, act: Array, contacts) -> Spr
     """One spring physics step with externally supplied contacts.
 
     The sequence is brax's spring step: actuator and joint forces at acceleration level, a semi-implicit
-    velocity update, contact impulses (:func:`resolve_contacts` on ``contacts(state.x)``), integration,
+    velocity update, contact impulses (:func:`resolve_contacts` on ``contacts(state.x)``, a tuple of its
+    arguments after the state), integration,
     then joint coordinates recovered from the new link transforms.
     """
     if sys.enable_fluid:
@@ -458,7 +476,7 @@ def spring_substep(sys: System, state: SpringState, act: Array, contacts) -> Spr
         ang=jnp_matvec(state.i_inv, xf_i.ang), vel=xf_i.vel / state.mass[:, None]
     )
     state = state.replace(xd_i=state.xd_i + xdd_i * sys.opt.timestep)
-    xdv_i = resolve_contacts(sys, state, contacts(state.x))
+    xdv_i = resolve_contacts(sys, state, *contacts(state.x))
     x_i, xd_i = integrator.integrate(sys, state.x_i, state.xd_i, xdv_i)
     x, xd = com.to_world(sys, x_i, xd_i)
     j, jd, a_p, a_c = kinematics.world_to_joint(sys, x, xd)
@@ -508,12 +526,10 @@ class AntMaze:
         self._use_nearby = collision == "nearby" and bool(self.walls)
 
     # -- physics
-    def contacts(self, x) -> SpringContact:
-        """All contacts of one substep: brax's own (floor, self) plus the nearby walls."""
-        own = contact.get(self.sys, x)
-        parts = [] if own is None else [SpringContact.from_brax(own)]
-        parts.append(wall_contacts(self.sys, self._geoms, self.wall_grid, x))
-        return SpringContact.concatenate(parts)
+    def contacts(self, x) -> tuple[SpringContact, SpringContact]:
+        """Contacts of one substep: brax's own (floor, self) and those with the nearby walls."""
+        return (SpringContact.from_brax(contact.get(self.sys, x)),
+                wall_contacts(self.sys, self._geoms, self.wall_grid, x))
 
     def physics_step(self, state: SpringState, action: Array) -> SpringState:
         """One env step: N_FRAMES physics substeps with the action as motor control."""

@@ -36,29 +36,24 @@ FACE_SIGN = jp.array([1.0, -1.0, 1.0, -1.0, 1.0, -1.0])
 _NO_CONTACT = 1.0
 
 
-def _box_edges(half: Array) -> tuple[Array, Array, Array]:
-    """The 12 edges of a box centred at the origin.
+def _nearest_edges(half: Array, toward: Array) -> tuple[Array, Array, Array]:
+    """For each axis, the box edge along it that lies in the octant of ``toward`` (box frame).
+
+    A capsule can only be within its radius of an edge if its centre is in that edge's octant (the
+    capsule is much shorter than the box), so these three edges replace a search over all twelve.
 
     Returns:
-      start: (12, 3) one end of each edge; end: (12, 3) the other end;
-      outward: (12, 2, 3) the outward normals of the two faces that meet at the edge.
+      start: (3, 3) one end of each edge; end: (3, 3) the other end;
+      outward: (3, 2, 3) the outward normals of the two faces that meet at the edge.
     """
-    starts, ends, normals = [], [], []
-    for axis in range(3):
-        a, b = [k for k in range(3) if k != axis]
-        for sa in (-1.0, 1.0):
-            for sb in (-1.0, 1.0):
-                corner = [0.0, 0.0, 0.0]
-                corner[a], corner[b] = sa, sb
-                lo, hi = list(corner), list(corner)
-                lo[axis], hi[axis] = -1.0, 1.0
-                na, nb = [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]
-                na[a], nb[b] = sa, sb
-                starts.append(lo)
-                ends.append(hi)
-                normals.append([na, nb])
-    starts, ends = jp.array(starts) * half, jp.array(ends) * half
-    return starts, ends, jp.array(normals)
+    corner = jp.where(toward >= 0.0, half, -half)  # (3,)
+    eye = jp.eye(3)
+    start = jp.where(eye > 0, -half, corner)  # row k: the corner with coordinate k moved to -h_k
+    end = jp.where(eye > 0, half, corner)
+    signs = jp.sign(corner)
+    others = jp.array([[1, 2], [0, 2], [0, 1]])
+    outward = eye[others] * signs[others][..., None]  # (3, 2, 3)
+    return start, end, outward
 
 
 def _safe_normalize(v: Array) -> tuple[Array, Array]:
@@ -162,7 +157,7 @@ def capsule_box_contacts(
     face_normals = jp.broadcast_to(-face_normal, (2, 3))
 
     # Edge contact: the box edge nearest to the capsule axis.
-    e_start, e_end, e_outward = _box_edges(box_half)
+    e_start, e_end, e_outward = _nearest_edges(box_half, c)
     on_cap, on_edge = jax.vmap(_closest_points_segments, in_axes=(None, None, 0, 0))(ends[0], ends[1], e_start, e_end)
     gaps = jp.sqrt(jp.sum((on_edge - on_cap) ** 2, axis=-1))
     e = jp.argmin(gaps)
