@@ -25,19 +25,26 @@ physics stays the reference's:
    closed form (:mod:`tasks.maze_walls`), following MJX's contact convention (one point for a sphere, two
    slots for a capsule, same normals and depths), so the impulse model sees the contacts brax would see.
 3. Same impulse model. Floor and self contacts still come from ``brax.contact.get`` on the model without
-   walls; the wall contacts are appended and everything is resolved together by
-   :func:`resolve_contacts`, a re-statement of brax's spring impulse model (velocity-level impulse with
-   Baumgarte term, Coulomb-capped friction drag, impulses averaged per link over its active contacts).
-   The rest of the substep uses brax's own building blocks (actuators, joints, integrator, kinematics).
+   walls; they and the wall contacts are resolved together by :func:`resolve_contacts`, a re-statement
+   of brax's spring impulse model (velocity-level impulse with Baumgarte term, Coulomb-capped friction
+   drag, impulses averaged per link over its active contacts). Wall contacts have the world on one side,
+   so they are resolved with one body only (same numbers, half the work). The rest of the substep uses
+   brax's own building blocks (actuators, joints, integrator, kinematics).
 
 The same nine geoms (torso sphere, four aux capsules, four feet) collide with every wall box, as in the
-reference. Parity tests: with no wall nearby the substep equals ``brax.spring.pipeline.step``; the closed
-form contacts match ``mjx.collision`` on sample configurations.
+reference. Parity tests: with no wall touched the env step equals ``brax.spring.pipeline.step`` (bit for
+bit in practice); the closed-form contacts match ``mjx.collision`` on sample poses. Cost: 4 boxes x 9
+geoms of closed-form geometry per substep whatever the maze size; on a 2-core CPU the mazes run at
+roughly 0.5-0.8x the open-floor ant's env steps/s with a similar compile time (brax with every wall box
+in the model: ~0.03x), see ``tests/benchmarks/test_env_throughput.py``.
 
 Limits: walls must be axis-aligned boxes filling whole cells (true for every layout here); a body geom
-farther than half a cell (2 m) from the torso centre would miss walls (the ant's reach is 1.21 m).
-Capsule-box edge contacts use exact segment-segment closest points, which can differ from MJX's
-approximation in degenerate (parallel) configurations.
+farther than half a cell (2 m) from the torso centre would miss walls (the ant's reach is 1.21 m);
+only sphere and capsule geoms may collide with walls (checked at construction). Capsule-box edge
+contacts use exact segment-segment closest points, which can differ from MJX's approximation in
+degenerate (near-parallel) configurations; only the depth-carrying (dist < 0) contacts are reproduced,
+non-touching pairs report dist = 1 where MJX may report another positive number (the impulse model
+ignores both).
 """
 
 from __future__ import annotations
@@ -70,6 +77,8 @@ CELL_SIZE = 4.0
 """Maze cell edge length in metres (the reference's ``maze_size_scaling``)."""
 WALL_HALF_SIZE = (2.0, 2.0, 1.0)
 """Half-sizes of a wall box: a 4 x 4 m footprint, 2 m tall, resting on the floor."""
+WALL_FRICTION = 1.0
+"""Sliding friction of a wall box (the model's default geom friction, 1 0.5 0.5)."""
 PHYSICS_DT = 0.005
 N_FRAMES = 10
 RESET_NOISE = 0.1
@@ -387,7 +396,7 @@ def _body_geoms(mj_model: mujoco.MjModel, sys: System) -> _BodyGeoms:
         else:
             raise ValueError(f"geom {g} of type {kind} collides with walls; only spheres and capsules are supported")
     spheres, capsules = np.array(spheres), np.array(capsules)
-    wall_friction = 1.0  # walls take the model's default geom friction (1, 0.5, 0.5)
+    wall_friction = WALL_FRICTION
     elasticity = np.asarray(sys.elasticity)
     return _BodyGeoms(
         spheres=spheres,

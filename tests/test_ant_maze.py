@@ -2,6 +2,7 @@
 
 import jax
 import jax.numpy as jp
+import mujoco
 import numpy as np
 import pytest
 from brax import contact, kinematics
@@ -107,6 +108,13 @@ def test_model(big):
     np.testing.assert_allclose(sys.init_q, [4, 4, 0.55, 1, 0, 0, 0, 0, 1, 0, -1, 0, -1, 0, 1, 0, 0])
     with_walls = ant_maze.build_mj_model(big.start_xy, big.walls)
     assert with_walls.ngeom == big.mj_model.ngeom + 38
+    wall = mujoco.mj_name2id(with_walls, mujoco.mjtObj.mjOBJ_GEOM, "wall_0_0")
+    np.testing.assert_allclose(with_walls.geom_size[wall], [2.0, 2.0, 1.0])
+    np.testing.assert_allclose(with_walls.geom_pos[wall], [0.0, 0.0, 1.0])
+    assert (with_walls.geom_contype[wall], with_walls.geom_conaffinity[wall]) == (1, 1)
+    assert with_walls.geom_friction[wall, 0] == 1.0  # the friction wall_contacts assumes
+    for name in ("torso_geom", "aux_1_geom", "left_foot_geom"):
+        assert big.mj_model.geom_conaffinity[mujoco.mj_name2id(big.mj_model, mujoco.mjtObj.mjOBJ_GEOM, name)] == 1
 
 
 # ---------------------------------------------------------------------------------- reset and obs
@@ -152,7 +160,6 @@ def _random_configs(task, n, key):
 def test_wall_contacts_match_mjx(big):
     """Closed-form wall contacts equal mjx.collision's for the same (geom, wall) pairs on sample poses."""
     brax_maze = ant_maze.make_ant_maze("ant_big_maze", collision="brax")
-    import mujoco
 
     def name_of(model, g):
         return mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_GEOM, int(g))
