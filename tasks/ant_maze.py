@@ -258,10 +258,6 @@ class SpringContact:
             link1=c.link_idx[0], link2=c.link_idx[1],
         )
 
-    @staticmethod
-    def concatenate(parts: Sequence["SpringContact"]) -> "SpringContact":
-        return jax.tree.map(lambda *xs: jp.concatenate(xs), *parts)
-
 
 def resolve_contacts(sys: System, state: SpringState, c: SpringContact, world: SpringContact | None = None) -> Motion:
     """Velocity change of every link's centre of mass from the contacts (brax's spring contact model).
@@ -298,7 +294,7 @@ def resolve_contacts(sys: System, state: SpringState, c: SpringContact, world: S
     lins, poss = [lin, -lin], [c.pos, c.pos]
     segs, actives = [c.link1, c.link2], [active, active]
     if world is not None:
-        w_lin, w_active = _contact_impulses(sys, state, world, np.asarray(world.link1)[:, None])
+        w_lin, w_active = _contact_impulses(sys, state, world, jp.asarray(world.link1)[:, None])
         lins.append(w_lin)
         poss.append(world.pos)
         segs.append(jp.asarray(world.link1))
@@ -314,7 +310,7 @@ def resolve_contacts(sys: System, state: SpringState, c: SpringContact, world: S
     lin_sum, ang_sum = lin_sum * scale[:, None], ang_sum * scale[:, None]
     return Motion(
         vel=lin_sum / state.mass[:, None],
-        ang=jnp_matvec(state.i_inv, ang_sum),
+        ang=_matvec(state.i_inv, ang_sum),
     )
 
 
@@ -355,7 +351,7 @@ def _contact_impulses(sys: System, state: SpringState, c: SpringContact, links) 
     return lin, active
 
 
-def jnp_matvec(m: Array, v: Array) -> Array:
+def _matvec(m: Array, v: Array) -> Array:
     """(N, 3, 3) @ (N, 3) -> (N, 3)."""
     return jp.einsum("nij,nj->ni", m, v)
 
@@ -396,16 +392,15 @@ def _body_geoms(mj_model: mujoco.MjModel, sys: System) -> _BodyGeoms:
         else:
             raise ValueError(f"geom {g} of type {kind} collides with walls; only spheres and capsules are supported")
     spheres, capsules = np.array(spheres), np.array(capsules)
-    wall_friction = WALL_FRICTION
-    elasticity = np.asarray(sys.elasticity)
+    elasticity = np.asarray(sys.elasticity)  # walls have brax's default elasticity 0
     return _BodyGeoms(
         spheres=spheres,
         capsules=capsules,
         sphere_radius=mj_model.geom_size[spheres, 0],
         capsule_radius=mj_model.geom_size[capsules, 0],
         capsule_half_length=mj_model.geom_size[capsules, 1],
-        sphere_friction=np.maximum(mj_model.geom_friction[spheres, 0], wall_friction),
-        capsule_friction=np.maximum(mj_model.geom_friction[capsules, 0], wall_friction),
+        sphere_friction=np.maximum(mj_model.geom_friction[spheres, 0], WALL_FRICTION),
+        capsule_friction=np.maximum(mj_model.geom_friction[capsules, 0], WALL_FRICTION),
         sphere_elasticity=0.5 * elasticity[spheres],
         capsule_elasticity=0.5 * elasticity[capsules],
     )
@@ -472,9 +467,9 @@ def spring_substep(sys: System, state: SpringState, act: Array, contacts) -> Spr
     """One spring physics step with externally supplied contacts.
 
     The sequence is brax's spring step: actuator and joint forces at acceleration level, a semi-implicit
-    velocity update, contact impulses (:func:`resolve_contacts` on ``contacts(state.x)``, a tuple of its
-    arguments after the state), integration,
-    then joint coordinates recovered from the new link transforms.
+    velocity update, contact impulses, integration, then joint coordinates recovered from the new link
+    transforms. ``contacts(x)`` returns the contact arguments of :func:`resolve_contacts` as a tuple
+    ``(c,)`` or ``(c, world)``.
     """
     if sys.enable_fluid:
         raise ValueError("fluid forces are not supported by the maze substep; the ant model has none")
@@ -482,7 +477,7 @@ def spring_substep(sys: System, state: SpringState, act: Array, contacts) -> Spr
     tau = actuator.to_tau(sys, act, state.q, state.qd)
     xf_i = joints.resolve(sys, state, tau)
     xdd_i = Motion.create(vel=sys.gravity) + Motion(
-        ang=jnp_matvec(state.i_inv, xf_i.ang), vel=xf_i.vel / state.mass[:, None]
+        ang=_matvec(state.i_inv, xf_i.ang), vel=xf_i.vel / state.mass[:, None]
     )
     state = state.replace(xd_i=state.xd_i + xdd_i * sys.opt.timestep)
     xdv_i = resolve_contacts(sys, state, *contacts(state.x))
