@@ -58,12 +58,14 @@ def _coerce(field: dataclasses.Field, raw: str, owner: str):
         if "Literal" in text:
             allowed = typing.get_args(eval(t, vars(typing))) if isinstance(t, str) else typing.get_args(t)
             if raw not in allowed:
-                raise ConfigError(f"--set {field.name}={raw}: {owner} accepts {', '.join(map(str, allowed))}")
+                raise ConfigError(f"--set {field.name}={raw}: {owner} accepts one of {', '.join(map(str, allowed))}")
             return raw
         if "int" in text:
             return int(raw.replace("_", ""))
         if "float" in text:
             return float(raw)
+    except ConfigError:
+        raise
     except ValueError:
         raise ConfigError(f"--set {field.name}={raw}: expected a value of type {text} for {owner}") from None
     return raw

@@ -38,6 +38,7 @@ def assert_one_line_error(code, err, *needles):
         (["run", "--tasks", "point_u_maze", "--preset", "smoke", "--set", "updates_per_step=500"],
          ["updates_per_step", "500", "use updates_per_step <="]),
         (["run", "--tasks", "point_u_maze", "--set", "bogus=1"], ["unknown hyperparameter", "batch_size"]),
+        (["run", "--tasks", "point_u_maze", "--set", "reset_mode=bad"], ["reset_mode=bad", "one of first, fresh"]),
         (["run", "--tasks", "point_u_maze", "--preset", "huge"], ["unknown preset 'huge'", "smoke"]),
         (["report", "/nonexistent/results"], ["not a gcrl-bench results directory"]),
     ],
