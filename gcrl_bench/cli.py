@@ -109,9 +109,38 @@ def cli():
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="Override a loop or algorithm hyperparameter, e.g. --set batch_size=256 (repeatable).")
 @click.option("--report/--no-report", default=True, show_default=True, help="Write the PDF report at the end.")
-def run(algos, tasks, depths, widths, seeds, preset, env_steps, epochs, out, residual, layer_norm, activation, sets, report):
-    """Train every combination of algorithms x tasks x depths x widths x seeds; skip completed runs."""
+@click.option("--checkpoint-every", type=int, default=5, show_default=True,
+              help="Checkpoint every K epochs (0: only on SIGTERM/SIGINT); an interrupted run resumes from it.")
+@click.option("--checkpoint-buffer-limit-mb", type=int, default=4096, show_default=True,
+              help="Checkpoints include the replay buffer up to this size (0: never); without it a resumed run refills it.")
+@click.option("--devices", default="1", show_default=True, help="Local devices per run, data-parallel: a number or 'all'.")
+@click.option("--executor", type=click.Choice(["local", "ray", "slurm"]), default="local", show_default=True,
+              help="local: this machine (see --workers); ray: a Ray cluster; slurm: SLURM jobs through submitit.")
+@click.option("--workers", type=int, default=0,
+              help="Parallel runs of the local executor (default: one per GPU; 1 without GPUs, in this process).")
+@click.option("--address", "ray_address", default=None, help="Ray cluster address (default: start a local Ray instance).")
+@click.option("--cpus-per-run", type=int, default=1, show_default=True, help="CPUs each run reserves (ray, slurm).")
+@click.option("--gpus-per-run", type=float, default=None,
+              help="GPUs each run reserves (ray: fractions share a GPU; slurm: whole GPUs); default 1 if there are GPUs.")
+@click.option("--slurm-partition", default="", help="SLURM partition.")
+@click.option("--slurm-time", "slurm_time_min", type=int, default=24 * 60, show_default=True, help="SLURM time limit per run, minutes.")
+@click.option("--slurm-mem-gb", type=int, default=0, help="SLURM memory per run in GB (default: the partition's).")
+@click.option("--slurm-account", default="", help="SLURM account.")
+@click.option("--slurm-qos", default="", help="SLURM QOS.")
+@click.option("--slurm-constraint", default="", help="SLURM node constraint.")
+@click.option("--slurm-cluster", type=click.Choice(["slurm", "local"]), default="slurm", show_default=True,
+              help="submitit backend: 'local' runs the same jobs as local processes (testing without SLURM).")
+def run(algos, tasks, depths, widths, seeds, preset, env_steps, epochs, out, residual, layer_norm, activation, sets, report,
+        checkpoint_every, checkpoint_buffer_limit_mb, devices, executor, workers, ray_address, cpus_per_run,
+        gpus_per_run, slurm_partition, slurm_time_min, slurm_mem_gb, slurm_account, slurm_qos, slurm_constraint,
+        slurm_cluster):
+    """Train every combination of algorithms x tasks x depths x widths x seeds; skip completed runs, resume
+    interrupted ones from their last checkpoint."""
     from gcrl_bench import registry, results
+    from gcrl_bench.checkpoint import CheckpointConfig
+    from gcrl_bench.executors import ExecutorConfig
+    from gcrl_bench.runner import ExecutionOptions
+    from gcrl_bench.sharding import parse_devices
     from gcrl_bench.config import derive_plan, get_preset
     from gcrl_bench.networks import NetworkConfig
     from gcrl_bench.runner import RunSpec
@@ -125,6 +154,17 @@ def run(algos, tasks, depths, widths, seeds, preset, env_steps, epochs, out, res
     specs = {name: registry.task_spec(name) for name in task_names}
     if not task_names:
         raise ConfigError("no benchmark tasks are registered; pass --tasks (see `gcrl-bench list tasks`)")
+    if checkpoint_buffer_limit_mb < 0:
+        raise ConfigError(f"--checkpoint-buffer-limit-mb {checkpoint_buffer_limit_mb}: must be >= 0 (0: never save the buffer)")
+    options = ExecutionOptions(
+        checkpoint=CheckpointConfig(every_epochs=checkpoint_every, buffer_max_bytes=checkpoint_buffer_limit_mb << 20),
+        devices=parse_devices(devices),
+    )
+    executor_config = ExecutorConfig(
+        kind=executor, workers=workers, ray_address=ray_address, cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run,
+        slurm_partition=slurm_partition, slurm_time_min=slurm_time_min, slurm_mem_gb=slurm_mem_gb,
+        slurm_account=slurm_account, slurm_qos=slurm_qos, slurm_constraint=slurm_constraint, slurm_cluster=slurm_cluster,
+    )
     networks = [NetworkConfig(depth=d, width=w, residual=residual, layer_norm=layer_norm, activation=activation)
                 for d in depth_list for w in width_list]
     overrides = _parse_sets(sets)
@@ -146,6 +186,10 @@ def run(algos, tasks, depths, widths, seeds, preset, env_steps, epochs, out, res
                     names = sorted({f.name for f in dataclasses.fields(loop)} | {f.name for f in dataclasses.fields(algo_config)} - {"network"})
                     raise ConfigError(f"--set {sorted(unknown)[0]}: unknown hyperparameter; known: {', '.join(names)}")
                 derive_plan(loop, specs[task_name])  # raises a clear error before anything runs
+                for name in ("num_envs", "batch_size"):
+                    if options.devices > 1 and getattr(loop, name) % options.devices:
+                        raise ConfigError(f"--devices {options.devices}: {name} ({getattr(loop, name)}) must be divisible "
+                                          f"by the number of devices; use --set {name}=<multiple of {options.devices}>")
                 for seed in seed_list:
                     grid.append(RunSpec(algo=algo_name, task=task_name, seed=seed, algo_config=algo_config,
                                         loop=loop, preset=preset))
@@ -165,9 +209,9 @@ def run(algos, tasks, depths, widths, seeds, preset, env_steps, epochs, out, res
     click.echo(f"total: {total_steps:,} env steps to run")
 
     _enable_compilation_cache()
-    from gcrl_bench.progress import run_grid
+    from gcrl_bench.executors import run_all
 
-    failures = run_grid(todo, out_path)
+    failures = run_all(todo, out_path, options, executor_config)
     results.write_scores_csv(out_path)
     if report:
         from gcrl_bench.reports import build_report

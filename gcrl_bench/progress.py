@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import traceback
 from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from gcrl_bench import registry, results
+from gcrl_bench import registry
 from gcrl_bench.config import derive_plan
-from gcrl_bench.runner import EpochReport, RunSpec, execute
+from gcrl_bench.runner import EpochReport, ExecutionOptions, RunSpec, run_isolated
 
 
-def run_grid(runs: list[RunSpec], out: Path) -> list[str]:
-    """Executes ``runs`` in order; a run that fails is recorded (``failure.json``) and the grid goes on.
+def run_grid(runs: list[RunSpec], out: Path, options: ExecutionOptions = ExecutionOptions()) -> list[str]:
+    """Executes ``runs`` in order in this process; a run that fails is recorded (``failure.json``) and the
+    grid goes on; an interrupted run (SIGTERM/SIGINT) stops the grid after writing its checkpoint.
 
     Returns:
       one line per failed run.
@@ -52,20 +52,15 @@ def run_grid(runs: list[RunSpec], out: Path) -> list[str]:
                                   f"env steps, {r.steps_per_second:,.0f} steps/s, time at goal {r.time_at_goal:.1f}, "
                                   f"{r.elapsed_s:.0f}s")
 
-            try:
-                summary = execute(run, out, on_epoch=on_epoch, on_phase=on_phase)
+            outcome = run_isolated(run, out, on_epoch=on_epoch, on_phase=on_phase, options=options)
+            if outcome["status"] == "complete":
+                summary = outcome["summary"]
                 done = f"done: score {summary['score']:.1f} (compile {summary['compile_time_s']:.0f}s)"
                 progress.update(bar, tag=done)
                 if not console.is_terminal:
                     console.print(f"{label}: {done}")
-            except KeyboardInterrupt:
-                raise
-            except Exception as exc:  # one failed run must not stop the sweep
-                line = f"{run.run_id}: {type(exc).__name__}: {exc}"
-                failures.append(line)
-                folder = out / "runs" / run.run_id
-                results.atomic_write_text(folder / "failure.json", results.to_json(
-                    {"status": "failed", "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}))
-                progress.update(bar, tag=f"FAILED: {type(exc).__name__}")
-                console.print(f"{label}: FAILED: {line}")
+            else:
+                failures.append(f"{run.run_id}: {outcome['error']}")
+                progress.update(bar, tag="FAILED")
+                console.print(f"{label}: FAILED: {outcome['error']}")
     return failures

@@ -8,6 +8,8 @@ Layout::
     DIR/runs/<run_id>/metrics.jsonl one JSON object per evaluation (env_steps, eval/..., train/...)
     DIR/runs/<run_id>/summary.json written last, only when the run completed: its presence marks completion
     DIR/runs/<run_id>/params.msgpack final algorithm state (flax msgpack: plain arrays, never pickle)
+    DIR/runs/<run_id>/failure.json  only when the last attempt failed: why, when, the last good metrics
+    DIR/runs/<run_id>/checkpoints/  only while the run is unfinished (see gcrl_bench.checkpoint)
 
 Every file is written to a temporary file in the same folder and moved into place with ``os.replace``,
 so a reader sees either the old or the new complete file. The run id is a readable prefix plus a hash
@@ -137,8 +139,39 @@ class RunDir:
     def params(self) -> Path:
         return self.path / "params.msgpack"
 
+    @property
+    def failure(self) -> Path:
+        return self.path / "failure.json"
+
     def is_complete(self) -> bool:
         return self.summary.exists()
+
+
+def failure_record(run_id: str, algo: str, task: str, depth: int, width: int, seed: int, exc: BaseException,
+                   rows: list[dict]) -> dict:
+    """The content of a failed run's failure.json.
+
+    Fields: status ``failed``; reason ``diverged`` (a train metric or a parameter became NaN/inf) or
+    ``error`` (any other exception); error (one line); the run's key (run_id, algo, task, depth, width,
+    seed); epoch (the epoch that failed, when known); evaluations (good epochs recorded in
+    metrics.jsonl); last_good (the last good metrics row, or null); diverged_row (the non-finite row,
+    for divergence); traceback.
+    """
+    import traceback
+
+    diverged = isinstance(exc, FloatingPointError)
+    return {
+        "status": "failed",
+        "reason": "diverged" if diverged else "error",
+        "error": f"{type(exc).__name__}: {exc}",
+        "run_id": run_id, "algo": algo, "task": task, "depth": depth, "width": width, "seed": seed,
+        "epoch": getattr(exc, "epoch", None),
+        "evaluations": len(rows),
+        "last_good": rows[-1] if rows else None,
+        "diverged_row": {k: (v if math.isfinite(v) else repr(v)) if isinstance(v, float) else v
+                         for k, v in getattr(exc, "row", {}).items()} or None,
+        "traceback": "".join(traceback.format_exception(exc)),
+    }
 
 
 def ensure_writable(out: Path) -> None:

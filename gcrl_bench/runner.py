@@ -1,18 +1,25 @@
-"""Runs one grid point (algorithm x task x depth x width x seed) from start to a complete run folder."""
+"""Runs one grid point (algorithm x task x depth x width x seed) to a complete run folder, resuming it
+from its last checkpoint when an earlier attempt was interrupted, and recording failures."""
 
 from __future__ import annotations
 
 import dataclasses
+import signal
+import threading
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from flax import serialization
 
-from gcrl_bench import registry, results
+from gcrl_bench import checkpoint, registry, results, sharding
+from gcrl_bench.checkpoint import CheckpointConfig
 from gcrl_bench.config import LoopConfig, derive_plan
+from gcrl_bench.errors import GcrlBenchError
 from gcrl_bench.networks import NetworkConfig
 from gcrl_bench.training import Trainer, compile_trainer
 
@@ -70,73 +77,181 @@ class EpochReport:
     elapsed_s: float
 
 
-def execute(run: RunSpec, out: Path, on_epoch: Callable[[EpochReport], None] | None = None,
-            on_phase: Callable[[str], None] | None = None) -> dict:
-    """Trains one run and writes its folder; returns the summary. Skips nothing: the caller decides."""
-    task = registry.get_task(run.task)
-    algorithm = registry.get_algorithm(run.algo)
-    plan = derive_plan(run.loop, task.spec)
-    folder = results.RunDir(out / "runs" / run.run_id)
+@dataclasses.dataclass(frozen=True)
+class ExecutionOptions:
+    """How a run is executed; none of it changes the run's results (so none of it is in the run id).
+
+    Attributes:
+      checkpoint: when and what to checkpoint.
+      devices: local devices one run uses, data-parallel (1: the single-device program; 0: all).
+    """
+
+    checkpoint: CheckpointConfig = CheckpointConfig()
+    devices: int = 1
+
+
+class RunInterrupted(GcrlBenchError):
+    """SIGTERM or SIGINT stopped a run at an epoch boundary after its checkpoint was written."""
+
+
+class RunDiverged(FloatingPointError):
+    """A training metric or a parameter became NaN or infinite.
+
+    Attributes:
+      epoch: the epoch whose result was not finite.
+      row: that epoch's metrics row (not recorded in metrics.jsonl).
+    """
+
+    def __init__(self, message: str, epoch: int, row: dict):
+        super().__init__(message)
+        self.epoch, self.row = epoch, row
+
+
+class _StopOnSignal:
+    """Turns the first SIGTERM/SIGINT into a request to stop at the next epoch boundary; a second one
+    abandons the current epoch at once (KeyboardInterrupt; the last periodic checkpoint remains).
+    Only the main thread can install handlers; elsewhere (thread pools) signals keep their defaults."""
+
+    def __init__(self):
+        self.signum: int | None = None
+        self._old: dict[int, Any] = {}
+
+    def _handle(self, signum, _frame):
+        if self.signum is not None:
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for s in (signal.SIGTERM, signal.SIGINT):
+                self._old[s] = signal.signal(s, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for s, h in self._old.items():
+            signal.signal(s, h)
+
+
+def _config_record(run: RunSpec, plan, spec, devices: int) -> dict:
     n = run.network
-    config = {
+    return {
         **run.identity(),
         "run_id": run.run_id,
         "depth": n.depth,
         "width": n.width,
         "preset": run.preset,
         "env_steps_planned": plan.total_env_steps,
-        "episode_length": task.spec.episode_length,
+        "episode_length": spec.episode_length,
         "plan": results._jsonable(plan),
-        "task_spec": results._jsonable(task.spec),
+        "task_spec": results._jsonable(spec),
         "versions": results.package_versions(),
         "code_version": results.code_version(),
-        "hardware": results.hardware(),
+        "hardware": {**results.hardware(), "devices_used": devices},
     }
-    folder.path.mkdir(parents=True, exist_ok=True)
-    for stale in (folder.metrics, folder.params):  # an interrupted earlier attempt starts over
-        if stale.exists():
-            stale.unlink()
-    results.atomic_write_text(folder.config, results.to_json(config))
 
+
+def execute(run: RunSpec, out: Path, on_epoch: Callable[[EpochReport], None] | None = None,
+            on_phase: Callable[[str], None] | None = None, options: ExecutionOptions = ExecutionOptions()) -> dict:
+    """Trains one run, resuming from its newest valid checkpoint if there is one; returns the summary.
+
+    Raises:
+      RunInterrupted: after SIGTERM/SIGINT, once the checkpoint of the last finished epoch is written.
+      RunDiverged: a train metric or parameter is not finite (the bad epoch's row is not recorded).
+    """
+    task = registry.get_task(run.task)
+    algorithm = registry.get_algorithm(run.algo)
+    plan = derive_plan(run.loop, task.spec)
+    folder = results.RunDir(out / "runs" / run.run_id)
+    devices = sharding.resolve_devices(options.devices)
+    folder.path.mkdir(parents=True, exist_ok=True)
+    if folder.failure.exists():  # a retry: the new attempt's outcome replaces the old one
+        folder.failure.unlink()
+    results.atomic_write_text(folder.config, results.to_json(_config_record(run, plan, task.spec, devices)))
+
+    mesh = sharding.make_mesh(devices) if devices > 1 else None
     key = jax.random.PRNGKey(run.seed)
     k_run, k_eval = jax.random.split(key)
-    trainer = Trainer(task=task, algorithm=algorithm, algo_config=run.algo_config, loop=run.loop)
+    trainer = Trainer(task=task, algorithm=algorithm, algo_config=run.algo_config, loop=run.loop, mesh=mesh)
     if on_phase:
         on_phase("compiling")
     compiled = compile_trainer(trainer, k_run)
     compile_s = compiled.compile_seconds["total"]
+    ckpt = options.checkpoint
+    save_buffer = 0 < checkpoint.buffer_bytes(compiled.state_shape) <= ckpt.buffer_max_bytes
+
+    restored = checkpoint.load_latest(folder.path, run.run_id, compiled.state_shape)
     t_start = time.perf_counter()
-    state = compiled.init(k_run)
-    if on_phase:
-        on_phase("prefilling the buffer")
-    state = compiled.prefill(state)
+    refill_env_steps = 0
+    if restored is None:
+        for stale in (folder.metrics, folder.params):  # an earlier attempt without a checkpoint starts over
+            if stale.exists():
+                stale.unlink()
+        state = compiled.init(k_run)
+        if on_phase:
+            on_phase("prefilling the buffer")
+        state = compiled.prefill(state)
+        rows: list[dict] = []
+        first_epoch, wall_before = 1, 0.0
+    else:
+        host = restored.host
+        rows = host["rows"]
+        k_eval = jnp.asarray(np.asarray(host["eval_key"], np.uint32))
+        first_epoch, wall_before = restored.epoch + 1, float(host["wall_time_s"])
+        refill_env_steps = int(host.get("refill_env_steps", 0))
+        fresh = None if restored.has_buffer else compiled.init(k_run)
+        state = compiled.place(checkpoint.restore_state(restored, compiled.state_shape, fresh))
+        results.append_metrics(folder, rows)  # drop rows written after the checkpoint: they are redone
+        if on_phase:
+            on_phase(f"resumed after epoch {restored.epoch}/{run.loop.num_epochs}")
+        if not restored.has_buffer:
+            warnings.warn(f"run {run.run_id}: the checkpoint has no replay buffer; refilling it with the restored "
+                          "policy (the resumed run is not identical to an uninterrupted one)", RuntimeWarning)
+            env_steps = state.env_steps
+            state = compiled.prefill(state)
+            refill_env_steps += int(state.env_steps - env_steps)
+            state = state.replace(env_steps=env_steps)
     jax.block_until_ready(state)
-    rows: list[dict] = []
-    for epoch in range(1, run.loop.num_epochs + 1):
-        t0 = time.perf_counter()
-        state, train_metrics = compiled.epoch(state)
-        train_metrics = jax.device_get(train_metrics)
-        t_train = time.perf_counter() - t0
-        k_eval, k = jax.random.split(k_eval)
-        episodes = jax.device_get(compiled.evaluate(state.algo, k))
-        env_steps = int(state.env_steps)
-        row = {
-            "epoch": epoch,
-            "env_steps": env_steps,
-            "wall_time_s": time.perf_counter() - t_start,
-            "train_time_s": t_train,
-            "train/env_steps_per_s": plan.env_steps_per_epoch / t_train,
-            **{f"eval/{k}": float(np.mean(v)) for k, v in episodes.items()},
-            **{f"train/{k}": float(v) for k, v in train_metrics.items()},
-        }
-        bad = [k for k, v in row.items() if isinstance(v, float) and not np.isfinite(v)]
-        rows.append(row)
-        results.append_metrics(folder, rows)
-        if on_epoch:
-            on_epoch(EpochReport(epoch, run.loop.num_epochs, env_steps, plan.total_env_steps,
-                                 row["train/env_steps_per_s"], row["eval/time_at_goal"], row["wall_time_s"]))
-        if any(k.startswith("train/") for k in bad):
-            raise FloatingPointError(f"run {run.run_id} diverged at epoch {epoch}: non-finite {', '.join(bad)}")
+
+    def host_state():
+        return {"eval_key": np.asarray(jax.device_get(k_eval)).tolist(), "rows": rows,
+                "wall_time_s": wall_before + time.perf_counter() - t_start, "refill_env_steps": refill_env_steps}
+
+    with _StopOnSignal() as stop:
+        for epoch in range(first_epoch, run.loop.num_epochs + 1):
+            t0 = time.perf_counter()
+            state, train_metrics = compiled.epoch(state)
+            train_metrics = jax.device_get(train_metrics)
+            t_train = time.perf_counter() - t0
+            k_eval, k = jax.random.split(k_eval)
+            episodes = jax.device_get(compiled.evaluate(state.algo, k))
+            row = {
+                "epoch": epoch,
+                "env_steps": int(state.env_steps),
+                "wall_time_s": wall_before + time.perf_counter() - t_start,
+                "train_time_s": t_train,
+                "train/env_steps_per_s": plan.env_steps_per_epoch / t_train,
+                **{f"eval/{k}": float(np.mean(v)) for k, v in episodes.items()},
+                **{f"train/{k}": float(v) for k, v in train_metrics.items()},
+            }
+            bad = sorted(k for k, v in row.items() if k.startswith("train/") and not np.isfinite(v))
+            if not bool(compiled.all_finite(state.algo)):
+                bad.append("parameters")
+            if bad:
+                raise RunDiverged(f"diverged at epoch {epoch}: non-finite {', '.join(bad)}", epoch, row)
+            rows.append(row)
+            results.append_metrics(folder, rows)
+            if on_epoch:
+                on_epoch(EpochReport(epoch, run.loop.num_epochs, row["env_steps"], plan.total_env_steps,
+                                     row["train/env_steps_per_s"], row["eval/time_at_goal"], row["wall_time_s"]))
+            last = epoch == run.loop.num_epochs
+            periodic = ckpt.every_epochs and epoch % ckpt.every_epochs == 0
+            if not last and (periodic or stop.signum is not None):
+                checkpoint.save(folder.path, run.run_id, epoch, state, host_state(), save_buffer)
+            if stop.signum is not None and not last:
+                name = signal.Signals(stop.signum).name
+                raise RunInterrupted(f"{name}: run {run.run_id} stopped after epoch {epoch}/{run.loop.num_epochs}, "
+                                     "checkpoint written; rerun the same command to resume it")
+
     score = results.run_score(rows)
     results.atomic_write_bytes(folder.params, serialization.to_bytes(jax.device_get(state.algo)))
     summary = {
@@ -144,7 +259,9 @@ def execute(run: RunSpec, out: Path, on_epoch: Callable[[EpochReport], None] | N
         "score": score,
         "score_normalized": score / task.spec.episode_length,
         "env_steps": int(state.env_steps),
-        "wall_time_s": time.perf_counter() - t_start,
+        "refill_env_steps": refill_env_steps,
+        "resumed": restored is not None,
+        "wall_time_s": wall_before + time.perf_counter() - t_start,
         "compile_time_s": compile_s,
         "compile_seconds": compiled.compile_seconds,
         "episode_length": task.spec.episode_length,
@@ -152,4 +269,29 @@ def execute(run: RunSpec, out: Path, on_epoch: Callable[[EpochReport], None] | N
         "final": {k: rows[-1][k] for k in rows[-1] if k.startswith("eval/")},
     }
     results.atomic_write_text(folder.summary, results.to_json(summary))
+    checkpoint.remove(folder.path)
     return summary
+
+
+def run_isolated(run: RunSpec, out: Path, on_epoch: Callable[[EpochReport], None] | None = None,
+                 on_phase: Callable[[str], None] | None = None,
+                 options: ExecutionOptions = ExecutionOptions()) -> dict:
+    """Runs :func:`execute`; any failure except an interruption is recorded in the run's failure.json
+    (see :func:`results.failure_record`) instead of raised, so that a sweep goes on.
+
+    Returns:
+      an outcome (plain data, so that it can cross process boundaries): run_id, status ``complete``
+      with ``summary``, or ``failed`` with ``error``.
+    """
+    try:
+        return {"run_id": run.run_id, "status": "complete",
+                "summary": execute(run, out, on_epoch=on_epoch, on_phase=on_phase, options=options)}
+    except (RunInterrupted, KeyboardInterrupt):
+        raise
+    except Exception as exc:
+        folder = results.RunDir(out / "runs" / run.run_id)
+        record = results.failure_record(run_id=run.run_id, algo=run.algo, task=run.task, depth=run.network.depth,
+                                        width=run.network.width, seed=run.seed, exc=exc,
+                                        rows=results.read_metrics(folder.metrics) if folder.metrics.exists() else [])
+        results.atomic_write_text(folder.failure, results.to_json(record))
+        return {"run_id": run.run_id, "status": "failed", "error": record["error"]}

@@ -26,6 +26,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from gcrl_bench import buffer as replay
+from gcrl_bench import sharding
 from gcrl_bench.config import LoopConfig, LoopPlan, derive_plan
 from gcrl_bench.interface import Algorithm, EnvState, Task, TaskSpec
 from gcrl_bench.relabel import relabel_window
@@ -85,12 +86,15 @@ class Trainer:
 
     Attributes:
       task, algorithm, algo_config, loop: what to run.
+      mesh: a one-axis device mesh (:mod:`gcrl_bench.sharding`) to run data-parallel on several devices;
+        None (the default) builds the single-device programs, unchanged.
     """
 
     task: Task
     algorithm: Algorithm
     algo_config: Any
     loop: LoopConfig
+    mesh: Any = None
 
     @property
     def spec(self) -> TaskSpec:
@@ -166,6 +170,9 @@ class Trainer:
             lambda x: x.reshape((-1,) + x.shape[2:])[pick].reshape((loop.updates_per_step, loop.batch_size) + x.shape[2:]),
             tuples,
         )
+        if self.mesh is not None:  # each device takes its slice of every batch; XLA averages the gradients
+            batches = jax.tree.map(
+                lambda x: jax.lax.with_sharding_constraint(x, sharding.split_axis(self.mesh, 1, x.ndim)), batches)
 
         def grad_step(algo, inputs):
             batch, k = inputs
@@ -224,31 +231,72 @@ class Trainer:
         }
 
 
+def all_finite(tree) -> jax.Array:
+    """() bool: every floating-point leaf of ``tree`` is finite (the loop's divergence check)."""
+    checks = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.inexact)]
+    return jnp.all(jnp.stack(checks)) if checks else jnp.array(True)
+
+
 @dataclasses.dataclass
 class Compiled:
-    """The run's compiled programs and how long each took to compile (seconds)."""
+    """The run's compiled programs and how long each took to compile (seconds).
+
+    Attributes:
+      init, prefill, epoch, evaluate: the loop's programs (see :class:`Trainer`).
+      all_finite: ``all_finite(algo_state)`` compiled.
+      state_shape: the LoopState's shapes and dtypes (the template a checkpoint is checked against).
+      state_sharding: per-leaf shardings of the LoopState, or None on one device.
+      compile_seconds: each program's compile time and the ``total`` wall time.
+    """
 
     init: Any
     prefill: Any
     epoch: Any
     evaluate: Any
+    all_finite: Any
+    state_shape: Any
+    state_sharding: Any
     compile_seconds: dict[str, float]
+
+    def place(self, state):
+        """Puts a host LoopState (a restored checkpoint) on the run's devices with the programs' layout."""
+        if self.state_sharding is None:
+            return jax.device_put(state)
+        return jax.device_put(state, self.state_sharding)
 
 
 def compile_trainer(trainer: Trainer, key: jax.Array, threads: int | None = None) -> Compiled:
     """Compiles init, prefill, epoch and evaluate ahead of time (one jit boundary, built here).
 
-    The four programs are traced one after another and compiled concurrently (XLA compiles outside the
+    The programs are traced one after another and compiled concurrently (XLA compiles outside the
     GIL), which roughly halves compile wall time on a 2-core machine. ``compile_seconds`` holds each
-    program's own compile time and ``total`` the wall time of the whole step.
+    program's own compile time and ``total`` the wall time of the whole step. With ``trainer.mesh`` the
+    programs take and return the LoopState split as :func:`sharding.state_shardings` describes.
     """
     t_start = time.perf_counter()
     state_shape = jax.eval_shape(trainer.init, key)
+    mesh = trainer.mesh
+    if mesh is None:
+        state_sh = None
+        jit = {name: {} for name in ("init", "loop", "epoch", "evaluate", "check")}
+    else:
+        loop = trainer.loop
+        sharding.check_divisible(mesh, num_envs=loop.num_envs, batch_size=loop.batch_size)
+        state_sh = sharding.state_shardings(mesh, state_shape)
+        rep = sharding.replicated(mesh)
+        jit = {
+            "init": dict(out_shardings=state_sh),
+            "loop": dict(in_shardings=(state_sh,), out_shardings=state_sh),
+            "epoch": dict(in_shardings=(state_sh,), out_shardings=(state_sh, rep)),
+            "evaluate": dict(in_shardings=(state_sh.algo, rep), out_shardings=rep),
+            "check": dict(in_shardings=(state_sh.algo,), out_shardings=rep),
+        }
     lowered = {
-        "init": jax.jit(trainer.init).lower(key),
-        "prefill": jax.jit(trainer.prefill, donate_argnums=(0,)).lower(state_shape),
-        "epoch": jax.jit(trainer.epoch, donate_argnums=(0,)).lower(state_shape),
-        "evaluate": jax.jit(trainer.evaluate).lower(state_shape.algo, key),
+        "init": jax.jit(trainer.init, **jit["init"]).lower(key),
+        "prefill": jax.jit(trainer.prefill, donate_argnums=(0,), **jit["loop"]).lower(state_shape),
+        "epoch": jax.jit(trainer.epoch, donate_argnums=(0,), **jit["epoch"]).lower(state_shape),
+        "evaluate": jax.jit(trainer.evaluate, **jit["evaluate"]).lower(state_shape.algo, key),
+        "all_finite": jax.jit(all_finite, **jit["check"]).lower(state_shape.algo),
     }
     times: dict[str, float] = {}
 
@@ -262,5 +310,4 @@ def compile_trainer(trainer: Trainer, key: jax.Array, threads: int | None = None
     with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
         compiled = dict(pool.map(compile_one, lowered))
     times["total"] = time.perf_counter() - t_start
-    return Compiled(init=compiled["init"], prefill=compiled["prefill"], epoch=compiled["epoch"],
-                    evaluate=compiled["evaluate"], compile_seconds=times)
+    return Compiled(**compiled, state_shape=state_shape, state_sharding=state_sh, compile_seconds=times)
