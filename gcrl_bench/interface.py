@@ -126,8 +126,17 @@ class Transition:
       goal: (B, goal_size) the relabelled goal g.
       next_state: (B, state_size) s_{t+1} (for TD methods).
       future_state: (B, state_size) the state the goal was taken from.
-      reward: (B,) 1.0 where ``||s_t[goal_indices] - g|| < threshold`` else 0.0.
+      reward: (B,) 1.0 where ``||s_t[goal_indices] - g|| < threshold`` else 0.0 (the reference's HER
+        reward, TASKS.md §9.9: it tests the state *before* the action).
       discount: (B,) 0.0 where s_{t+1} is a terminal state, else 1.0.
+      next_reward: (B,) 1.0 where ``||s_{t+1}[goal_indices] - g|| < threshold`` else 0.0: the sparse reward
+        of the transition (s_t, a_t) -> s_{t+1}, which TD methods bootstrap with (summed over an episode
+        it is the evaluation's time at goal). On a terminated tuple, whose terminal state is not stored,
+        the success of s_t stands in. None only in hand-built batches for algorithms that ignore it.
+      mask: (B,) 1.0 where the tuple is a valid TD sample: ``next_state`` is the true successor of
+        ``state`` (same episode) or the step terminated (its target needs no successor). 0.0 where the
+        episode was cut by the time limit after s_t: the stored next row is the next episode's reset, and
+        the true s_{t+1} was never stored. None only in hand-built batches for algorithms that ignore it.
     """
 
     state: Array
@@ -137,6 +146,8 @@ class Transition:
     future_state: Array
     reward: Array
     discount: Array
+    next_reward: Array | None = None
+    mask: Array | None = None
 
 
 RelabelStrategy = Literal["geometric", "future", "final", "none"]

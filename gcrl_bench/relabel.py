@@ -15,8 +15,21 @@ Every strategy picks, for each step i of a window, a goal step ``j(i)`` inside t
 - ``none``: keep the commanded goal stored with the step.
 
 A step with no later step of its episode in the window (M = 0) gets its own state as goal, as in the
-reference. ``fraction`` < 1 keeps the commanded goal for the other tuples. The window's last step is
-dropped (it has no successor), so a window of T rows yields T - 1 tuples.
+reference. ``fraction`` < 1 keeps the commanded goal for the other tuples (HER's "k" future goals per
+stored goal is fraction = k / (k + 1): k = 4 in Andrychowicz et al. 2017 is 0.8). The window's last step
+is dropped (it has no successor), so a window of T rows yields T - 1 tuples.
+
+``final`` differs from the reference's HER (TASKS.md §7.6), which relabels only the steps whose
+episode's time-limit step lies inside the window and leaves the others with the commanded goal: here
+every step takes the last state of its own episode that the window holds, so no tuple is wasted and no
+goal ever comes from another episode.
+
+Rewards and TD validity (see :class:`gcrl_bench.interface.Transition`): ``reward`` tests s_t (the
+reference's HER reward), ``next_reward`` tests s_{t+1} (the textbook sparse reward r(s_t, a_t, g), used by
+the TD methods), and ``mask`` is 0 exactly on tuples cut by the time limit, whose next row belongs to
+the next episode. Worked example, a window of rows with trajectory ids [3, 3, 4, 4] where episode 3
+ended by its time limit after row 1: tuples 0, 1, 2 get masks [1, 0, 1]; had episode 3 terminated at
+row 1 instead, tuple 1 would keep mask 1 with discount 0.
 """
 
 from __future__ import annotations
@@ -102,17 +115,24 @@ def relabel_window(
         goal = jnp.where(keep[:, None], obs[:, spec.state_size :], goal)
     elif config.strategy == "none":
         goal = obs[:, spec.state_size :]
-    reward = (jnp.linalg.norm(achieved - goal, axis=-1) < spec.success_threshold).astype(jnp.float32)
+    reached = jnp.linalg.norm(achieved - goal, axis=-1) < spec.success_threshold  # (T,) s_t within reach of g
+    reached_next = jnp.linalg.norm(achieved[1:] - goal[:-1], axis=-1) < spec.success_threshold  # s_{t+1}, g_t
     same_episode = traj_id[1:] == traj_id[:-1]
+    terminated = terminal[:-1] > 0.5
     # s_{t+1} is the next row when it belongs to the same episode; across a boundary the successor was
-    # not stored (the next row is a reset), so the tuple's discount is 0 if the episode terminated.
+    # not stored (the next row is a reset), so the tuple's discount is 0 if the episode terminated and the
+    # tuple is no TD sample at all if it was cut by the time limit.
     discount = jnp.where(same_episode, 1.0, 1.0 - terminal[:-1])
+    mask = same_episode | terminated
+    next_reward = jnp.where(same_episode, reached_next, reached[:-1])
     return Transition(
         state=states[:-1],
         action=action[:-1],
         goal=goal[:-1],
         next_state=states[1:],
         future_state=states[j][:-1],
-        reward=reward[:-1],
+        reward=reached[:-1].astype(jnp.float32),
         discount=discount.astype(jnp.float32),
+        next_reward=next_reward.astype(jnp.float32),
+        mask=mask.astype(jnp.float32),
     )
