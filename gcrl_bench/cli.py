@@ -277,6 +277,49 @@ def report(results_dir, output, reps, seed):
         click.echo(f"{kind}: {p}")
 
 
+_CAMERA_HELP = ("overview: the whole scene from above at an angle (mazes read as their layout); top: straight "
+                "down; or the name of a camera in the task's model.")
+
+
+@cli.command()
+@click.argument("task")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="PNG path.")
+@click.option("--seed", default=0, show_default=True, help="Seed of the reset (start noise and goal).")
+@click.option("--width", default=640, show_default=True, help="Image width in pixels.")
+@click.option("--height", default=480, show_default=True, help="Image height in pixels.")
+@click.option("--camera", default="overview", show_default=True, help=_CAMERA_HELP)
+@click.option("--evaluation", is_flag=True, help="Draw the goal from the evaluation goal set.")
+def show(task, output, seed, width, height, camera, evaluation):
+    """Draw TASK from a reset (walls, body, goal marker) into a PNG, without a display."""
+    from gcrl_bench import render
+
+    render.choose_gl_backend()  # before anything imports MuJoCo
+    _enable_compilation_cache()
+    path = render.show(task, output, seed=seed, width=width, height=height, camera=camera, evaluation=evaluation)
+    click.echo(f"wrote {path} ({width}x{height}, task {task}, seed {seed})")
+
+
+@cli.command("render")
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Video path: .mp4 or .gif.")
+@click.option("--episodes", default=3, show_default=True, help="Evaluation episodes, shown one after another.")
+@click.option("--seed", default=0, show_default=True, help="Seed of the episodes' starts and goals.")
+@click.option("--fps", type=float, default=None, help="Frames per second (default: real time, one frame per env step).")
+@click.option("--width", default=640, show_default=True, help="Frame width in pixels.")
+@click.option("--height", default=480, show_default=True, help="Frame height in pixels.")
+@click.option("--camera", default="overview", show_default=True, help=_CAMERA_HELP)
+def render_(run_dir, output, episodes, seed, fps, width, height, camera):
+    """Write a video of a finished run's deterministic policy (RUN_DIR: results/runs/<run_id>)."""
+    from gcrl_bench import render
+
+    render.choose_gl_backend()  # before anything imports MuJoCo
+    _enable_compilation_cache()
+    out = render.render_policy(run_dir, output, episodes=episodes, seed=seed, fps=fps, width=width, height=height,
+                               camera=camera)
+    click.echo(f"wrote {out['path']}: {out['frames']} frames at {out['fps']:g} fps, {out['episodes']} episodes; "
+               f"steps at the goal per episode: {', '.join(map(str, out['time_at_goal']))}")
+
+
 def main(argv=None) -> None:
     try:
         cli.main(args=argv, prog_name="gcrl-bench", standalone_mode=False)

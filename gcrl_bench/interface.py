@@ -38,7 +38,7 @@ the loop (``train/...``).
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Literal, Mapping, Protocol
+from typing import Any, Callable, Literal, Mapping, Protocol, runtime_checkable
 
 import jax
 from flax import struct
@@ -114,6 +114,22 @@ class Task(Protocol):
     def reset(self, key: Array, evaluation: bool = False) -> EnvState: ...
 
     def step(self, state: EnvState, action: Array) -> EnvState: ...
+
+
+@runtime_checkable
+class RenderableTask(Protocol):
+    """Optional protocol of a task that can be drawn (``gcrl-bench show`` / ``render``, gcrl_bench.render).
+
+    ``render_model()`` returns a ``mujoco.MjModel`` of the whole visual scene: floor, walls, the body and a
+    goal marker (it may differ from the physics model, e.g. carry wall boxes the physics resolves in
+    closed form). ``render_qpos(state)`` returns the ``(render_model().nq,)`` float64 qpos that poses ONE
+    unbatched environment state in that model, the goal marker placed at the commanded goal. Neither is
+    traced; both run on the host.
+    """
+
+    def render_model(self) -> Any: ...
+
+    def render_qpos(self, state: EnvState) -> Any: ...
 
 
 @struct.dataclass

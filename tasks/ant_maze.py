@@ -58,6 +58,7 @@ import brax
 import jax
 import jax.numpy as jp
 import mujoco
+import numpy as np
 from brax import contact
 from brax.base import System
 from brax.io import mjcf
@@ -81,6 +82,10 @@ RESET_NOISE = 0.1
 """Half-width of the uniform noise on every q entry at reset; qd gets RESET_NOISE * N(0, 1)."""
 HEALTHY_Z = (0.2, 1.0)
 """Torso heights outside this range terminate the episode."""
+RENDER_GOAL_RGBA = (0.9, 0.1, 0.1, 1.0)
+RENDER_BODY_RGBA = (0.95, 0.75, 0.2, 1.0)
+RENDER_WALL_RGBA = (0.45, 0.52, 0.65, 1.0)
+"""Colours of the drawn scene (render_model): goal marker, the ant, wall boxes."""
 
 # Layout legend: '#' wall, '.' free floor, 'R' start, 'G' goal. Row i -> world x = 4 i, column j -> y = 4 j.
 LAYOUTS: dict[str, tuple[str, ...]] = {
@@ -318,6 +323,35 @@ class AntMaze:
 
     def _env_state(self, physics: SpringState) -> EnvState:
         return EnvState(physics=physics, obs=observation(physics), terminated=terminated(physics))
+
+    # -- drawing (gcrl_bench.interface.RenderableTask; host side, never traced)
+    def render_model(self) -> mujoco.MjModel:
+        """The visual scene: this maze's wall boxes (which the physics model leaves out), the ant in
+        gold, the goal marker (the model's ``target`` sphere) in red, walls in slate blue."""
+        if getattr(self, "_render_model", None) is None:
+            model = build_mj_model(self.start_xy, self.walls)
+            for g in range(model.ngeom):
+                name = mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_GEOM, g) or ""
+                if name == "target":
+                    model.geom_rgba[g] = RENDER_GOAL_RGBA
+                elif name.startswith("wall_"):
+                    model.geom_rgba[g] = RENDER_WALL_RGBA
+                elif model.geom_bodyid[g] > 0:
+                    model.geom_rgba[g] = RENDER_BODY_RGBA
+                    model.geom_matid[g] = -1
+            # The floor's checker (black / 80% white, mirror-like) overpowers the maze from above: soften it
+            # to two light greys without reflections; the squares still give the scale.
+            tex = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_TEXTURE, "texplane")
+            start = model.tex_adr[tex]
+            stop = start + model.tex_height[tex] * model.tex_width[tex] * model.tex_nchannel[tex]
+            model.tex_data[start:stop] = np.where(model.tex_data[start:stop] < 128, 190, 214)
+            model.mat_reflectance[:] = 0.0
+            self._render_model = model
+        return self._render_model
+
+    def render_qpos(self, state: EnvState) -> np.ndarray:
+        """(17,) the ant's q (free joint and 8 hinges) then the target's slide joints, which hold the goal."""
+        return np.asarray(state.physics.q, dtype=np.float64)
 
 
 def observation(physics: SpringState) -> Array:

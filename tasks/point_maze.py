@@ -43,6 +43,10 @@ LAYOUT = (
 CELL = 1.0
 RADIUS = 0.1
 DT = 0.1
+WALL_HEIGHT = 0.4
+"""Height of the drawn wall boxes (drawing only; the physics is planar)."""
+GOAL_MARKER_RADIUS = 0.15
+"""Radius of the drawn goal sphere (drawing only)."""
 
 SPEC = TaskSpec(
     name="point_u_maze",
@@ -103,6 +107,48 @@ class PointUMaze:
         physics = jnp.concatenate([pos, vel])
         goal = state.obs[SPEC.state_size :]
         return EnvState(physics=physics, obs=jnp.concatenate([physics, goal]), terminated=jnp.zeros(()))
+    # -- drawing (gcrl_bench.interface.RenderableTask; host side, never traced)
+    def render_model(self):
+        """A MuJoCo scene of the maze for drawing only (the physics above is pure JAX): a floor, one
+        1 x 1 x 0.4 m box per wall cell, the point mass (gold sphere of radius RADIUS) and the goal (red
+        sphere), each on two slide joints, so qpos = [x, y, goal x, goal y]."""
+        import mujoco  # drawing only: the task itself never needs MuJoCo
+
+        walls = "\n".join(
+            f'<geom type="box" size="{CELL / 2} {CELL / 2} {WALL_HEIGHT / 2}" pos="{x} {y} {WALL_HEIGHT / 2}" '
+            f'rgba="0.45 0.52 0.65 1"/>'
+            for x, y in np.asarray(self.walls)
+        )
+        centre = np.asarray(self.walls).mean(axis=0)
+        xml = f"""
+<mujoco model="point_u_maze">
+  <statistic center="{centre[0]} {centre[1]} 0" extent="{len(LAYOUT) * CELL}"/>
+  <asset>
+    <texture name="grid" type="2d" builtin="checker" rgb1="0.82 0.82 0.8" rgb2="0.74 0.74 0.72" width="64" height="64"/>
+    <material name="floor" texture="grid" texrepeat="{len(LAYOUT)} {len(LAYOUT)}"/>
+  </asset>
+  <worldbody>
+    <light directional="true" pos="0 0 10" dir="0.2 0.3 -1" diffuse="0.6 0.6 0.6" castshadow="false"/>
+    <geom type="plane" size="{len(LAYOUT) * CELL} {len(LAYOUT) * CELL} 0.1" pos="{centre[0]} {centre[1]} 0" material="floor"/>
+    {walls}
+    <body name="point" pos="0 0 {RADIUS}">
+      <joint name="x" type="slide" axis="1 0 0"/>
+      <joint name="y" type="slide" axis="0 1 0"/>
+      <geom type="sphere" size="{RADIUS}" rgba="0.95 0.75 0.2 1"/>
+    </body>
+    <body name="goal" pos="0 0 {GOAL_MARKER_RADIUS}">
+      <joint name="goal_x" type="slide" axis="1 0 0"/>
+      <joint name="goal_y" type="slide" axis="0 1 0"/>
+      <geom type="sphere" size="{GOAL_MARKER_RADIUS}" rgba="0.9 0.1 0.1 1" contype="0" conaffinity="0"/>
+    </body>
+  </worldbody>
+</mujoco>"""
+        return mujoco.MjModel.from_xml_string(xml)
+
+    def render_qpos(self, state: EnvState) -> np.ndarray:
+        """(4,) [x, y, goal x, goal y] for the model of :meth:`render_model`."""
+        obs = np.asarray(state.obs, dtype=np.float64)
+        return np.concatenate([obs[:2], obs[SPEC.state_size :]])
 
 
 def register_all() -> None:
