@@ -4,8 +4,12 @@ Pages, in order:
 1. title page: what was run (algorithms, tasks, depths, widths, seeds, env steps, presets,
    package and code versions, hardware) and how the statistics were computed;
 2. tables: time at goal per task and configuration, then the normalised aggregate over tasks;
-3. learning curves: evaluation time at goal against env steps, one panel per task;
-4. the runs that are not included (in progress, failed) and why.
+3. depth scaling: score vs depth (log2) per task and aggregated, with intervals; critical depths;
+4. cost: aggregate score vs parameter count (depth and width scaling), wall-clock hours vs depth;
+5. comparisons: probability of improvement, performance profiles, sample-efficiency (IQM) curves,
+   and the probability-of-improvement table;
+6. learning curves: evaluation time at goal against env steps, one panel per task;
+7. appendix: every included run; the runs that are not included (in progress, failed) and why.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from matplotlib.backends.backend_pdf import PdfPages
 from matplotlib.figure import Figure
 
 from gcrl_bench.errors import ConfigError, ResultsError
-from gcrl_bench.reports import stats, tables
+from gcrl_bench.reports import scaling, stats, tables
 from gcrl_bench.reports.results import RUN_KEY, Results, load_results
 
 PAGE_SIZE = (11.69, 8.27)  # A4 landscape, inches
@@ -269,6 +273,172 @@ def _curve_pages(curves: dict[str, list[CurveLine]], results: Results) -> list[F
     return pages
 
 
+def _configuration_label(algo: str, depth: int | None, width: int) -> str:
+    return f"{algo}, width {width}" if depth is None else f"{algo}, depth {depth}, width {width}"
+
+
+def _log2_depth_axis(axes, depths: list[int]) -> None:
+    axes.set_xscale("log", base=2)
+    axes.set_xticks(depths)
+    axes.set_xticklabels([str(d) for d in depths])
+    axes.minorticks_off()
+    axes.set_xlim(min(depths) / 1.4, max(depths) * 1.4)  # markers and error bars clear of the frame
+    axes.set_xlabel("network depth (layers, log2 scale)")
+
+
+def _depth_scaling_pages(task_cells: pd.DataFrame, aggregates: pd.DataFrame) -> list[Figure]:
+    """Score vs depth with 95% intervals: the aggregate IQM first, then one panel per task; one line
+    per (algo, width)."""
+    lines = sorted({(a, int(w)) for a, w in aggregates[["algo", "width"]].itertuples(index=False)})
+    hues = dict(zip(lines, sns.color_palette("colorblind", len(lines))))
+    depths = sorted({int(d) for d in aggregates["depth"]})
+    panels: list[tuple[str, pd.DataFrame, str, str, str, str]] = [
+        ("aggregate over tasks", aggregates, "iqm", "iqm_ci95_low", "iqm_ci95_high", "IQM of normalised score (0-1)")]
+    for task, cells in task_cells.groupby("task"):
+        out_of = f" out of {cells['episode_length'].iloc[0]}" if cells["episode_length"].nunique() == 1 else ""
+        panels.append((task, cells, "mean", "ci95_low", "ci95_high", f"time at goal (steps{out_of})"))
+    pages = []
+    per_page = 6
+    for start in range(0, len(panels), per_page):
+        chunk = panels[start:start + per_page]
+        figure = Figure(figsize=PAGE_SIZE, layout="constrained")
+        figure.suptitle("Depth scaling: score vs network depth (points: estimate; bars: 95% bootstrap CI)",
+                        fontsize=14, weight="bold")
+        grid = figure.subplots((len(chunk) + 2) // 3, 3, squeeze=False)
+        handles = {}
+        for axes, panel in zip(grid.flat, chunk + [None] * (grid.size - len(chunk))):
+            if panel is None:
+                axes.axis("off")
+                continue
+            title, cells, value, low, high, y_label = panel
+            for key in lines:
+                rows = cells[(cells["algo"] == key[0]) & (cells["width"] == key[1])].sort_values("depth")
+                if rows.empty:
+                    continue
+                y = rows[value].to_numpy(float)
+                errors = np.vstack([y - rows[low].to_numpy(float), rows[high].to_numpy(float) - y])
+                drawn = axes.errorbar(rows["depth"], y, yerr=errors, color=hues[key], marker="o", capsize=4, linewidth=1.6)
+                handles.setdefault(key, drawn)
+            _log2_depth_axis(axes, depths)
+            axes.set_title(title)
+            axes.set_ylabel(y_label)
+            top = max(axes.get_ylim()[1], 1e-3)
+            axes.set_ylim(-0.04 * top, top * 1.05)
+        figure.legend([handles[k] for k in lines if k in handles], [_configuration_label(a, None, w) for a, w in lines if (a, w) in handles],
+                      loc="outside lower center", ncols=min(4, len(handles)), fontsize=9)
+        pages.append(figure)
+    return pages
+
+
+def _cost_page(results: Results, aggregates: pd.DataFrame) -> Figure:
+    """Parameters vs aggregate IQM (width vs depth scaling, the paper's Fig. 4), and wall-clock hours vs depth."""
+    figure = Figure(figsize=PAGE_SIZE, layout="constrained")
+    figure.suptitle("Cost of scale: parameters and wall-clock time", fontsize=14, weight="bold")
+    left, right = figure.subplots(1, 2)
+    params = results.runs.groupby(["algo", "depth", "width"])["param_count"].mean()
+    algos = sorted(set(aggregates["algo"]))
+    widths = sorted({int(w) for w in aggregates["width"]})
+    markers = dict(zip(widths, "osD^v<>p*h"))
+    hues = dict(zip(algos, sns.color_palette("colorblind", len(algos))))
+    for algo in algos:
+        for width in widths:
+            rows = aggregates[(aggregates["algo"] == algo) & (aggregates["width"] == width)].sort_values("depth")
+            if rows.empty:
+                continue
+            x = np.array([params[(algo, d, width)] for d in rows["depth"]], dtype=float)
+            y = rows["iqm"].to_numpy(float)
+            errors = np.vstack([y - rows["iqm_ci95_low"].to_numpy(float), rows["iqm_ci95_high"].to_numpy(float) - y])
+            left.errorbar(x, y, yerr=errors, color=hues[algo], marker=markers[width], capsize=4, linewidth=1.4,
+                          label=f"{algo}, width {width} (depths {', '.join(map(str, rows['depth']))})")
+            for xi, yi, depth in zip(x, y, rows["depth"]):
+                left.annotate(f"d{depth}", (xi, yi), textcoords="offset points", xytext=(5, 5), fontsize=8)
+    left.set_xscale("log")
+    left.set_xlabel("network parameters (all networks of the agent, log scale)")
+    left.set_ylabel("IQM of normalised score (0-1), 95% CI")
+    left.set_title("score vs parameters (depth and width scaling)")
+    left.legend(fontsize=8)
+    longest = float(np.nanmax(results.runs["wall_time_s"])) if results.runs["wall_time_s"].notna().any() else 0.0
+    time_unit, seconds_per_unit = ("hours", 3600.0) if longest >= 7200 else ("minutes", 60.0) if longest >= 120 else ("seconds", 1.0)
+    hours = results.runs.assign(hours=results.runs["wall_time_s"] / seconds_per_unit)
+    depths = sorted({int(d) for d in hours["depth"]})
+    for (algo, width, task), rows in hours.groupby(["algo", "width", "task"]):
+        per_depth = rows.groupby("depth")["hours"].agg(["mean", "min", "max"]).reset_index()
+        y = per_depth["mean"].to_numpy(float)
+        errors = np.vstack([y - per_depth["min"].to_numpy(float), per_depth["max"].to_numpy(float) - y])
+        right.errorbar(per_depth["depth"], y, yerr=errors, marker=markers[int(width)], capsize=3, linewidth=1.2,
+                       label=f"{task} ({algo}, width {width})")
+    _log2_depth_axis(right, depths)
+    right.set_ylabel(f"wall-clock time per run ({time_unit}; bars: min-max over seeds)")
+    right.set_title("training time vs depth (excluding compilation)")
+    right.legend(fontsize=8)
+    return figure
+
+
+def _comparison_page(improvements: pd.DataFrame, profiles: list, efficiency: list) -> Figure:
+    """Probability of improvement, performance profiles and sample-efficiency curves on one page."""
+    figure = Figure(figsize=PAGE_SIZE, layout="constrained")
+    figure.suptitle("Comparisons over all tasks (normalised scores, 95% stratified-bootstrap CIs)", fontsize=14, weight="bold")
+    poi_axes, profile_axes, efficiency_axes = figure.subplots(1, 3)
+    configurations = sorted({(b.algo, b.depth, b.width) for b in profiles} | {(b.algo, b.depth, b.width) for b in efficiency})
+    colour = _configuration_colours(configurations)
+    if improvements.empty:
+        poi_axes.text(0.5, 0.5, "no comparison: needs depth 4 and another depth\n(or crl and another algorithm)",
+                      ha="center", va="center", fontsize=9, transform=poi_axes.transAxes)
+        poi_axes.set_yticks([])
+    else:
+        labels = [f"{r.algo} d{r.depth} vs {r.versus_algo} d{r.versus_depth} (w{r.width})" for r in improvements.itertuples()]
+        y = np.arange(len(improvements))[::-1]
+        poi_axes.hlines(y, improvements["ci95_low"], improvements["ci95_high"], linewidth=6, color="0.6")
+        poi_axes.plot(improvements["probability"], y, "o", color="black")
+        poi_axes.set_yticks(y)
+        poi_axes.set_yticklabels(labels, fontsize=8)
+    poi_axes.axvline(0.5, color="tab:red", linestyle="--", linewidth=1)
+    poi_axes.set_xlim(0, 1)
+    poi_axes.set_xlabel("P(X > Y)")
+    poi_axes.set_title("probability of improvement (0.5: no difference)")
+    for band in profiles:
+        key = (band.algo, band.depth, band.width)
+        profile_axes.plot(band.x, band.y, color=colour[key], linewidth=1.8, label=_configuration_label(*key))
+        profile_axes.fill_between(band.x, band.lower, band.upper, color=colour[key], alpha=0.2, linewidth=0)
+    profile_axes.set_xlabel("normalised score threshold tau")
+    profile_axes.set_ylabel("fraction of runs with score > tau")
+    profile_axes.set_title("performance profile (tau up to the best run)")
+    profile_axes.set_ylim(-0.02, 1.02)
+    profile_axes.legend(fontsize=8)
+    max_steps = max((float(b.x.max()) for b in efficiency), default=0.0)
+    scale, x_label = _steps_scale(max_steps)
+    for band in efficiency:
+        key = (band.algo, band.depth, band.width)
+        efficiency_axes.plot(band.x / scale, band.y, color=colour[key], linewidth=1.8, marker="." if band.x.size < 6 else None,
+                             label=_configuration_label(*key))
+        efficiency_axes.fill_between(band.x / scale, band.lower, band.upper, color=colour[key], alpha=0.2, linewidth=0)
+    efficiency_axes.set_xlabel(x_label)
+    efficiency_axes.set_ylabel("IQM of normalised time at goal (0-1)")
+    efficiency_axes.set_title("sample efficiency")
+    top = max(efficiency_axes.get_ylim()[1], 1e-3)
+    efficiency_axes.set_ylim(-0.04 * top, top * 1.05)
+    efficiency_axes.legend(fontsize=8)
+    return figure
+
+
+def _per_run_table(results: Results) -> pd.DataFrame:
+    runs = results.runs
+
+    def number(value: float, template: str) -> str:
+        return "-" if not np.isfinite(value) else template.format(value)
+
+    return pd.DataFrame({
+        "Run": runs["run_id"],
+        "Seed": runs["seed"].astype(str),
+        "Env steps": [f"{int(v):,}" for v in runs["env_steps"]],
+        "Time at goal": [f"{v:.1f} / {n}" for v, n in zip(runs["score"], runs["episode_length"])],
+        "Success any": [number(v, "{:.2f}") for v in runs["success_any_last5"]],
+        "Success at end": [number(v, "{:.2f}") for v in runs["success_at_end_last5"]],
+        "Wall clock (s)": [number(v, "{:,.1f}") for v in runs["wall_time_s"]],
+        "Parameters": [number(v, "{:,.0f}") for v in runs["param_count"]],
+    })
+
+
 def _not_included_table(results: Results) -> pd.DataFrame:
     rows = results.not_included
 
@@ -337,6 +507,12 @@ def build_report(
     per_task = tables.task_table(results, reps=reps, seed=seed)
     aggregates = tables.aggregate_table(results, reps=reps, seed=seed)
     curves = learning_curves(results, reps=reps, seed=seed)
+    critical_depths = scaling.depth_scaling_table(per_task, aggregates)
+    improvements = scaling.improvement_table(results, reps=reps, seed=seed)
+    profiles = scaling.performance_profiles(results, reps=reps, seed=seed)
+    efficiency = scaling.sample_efficiency_curves(results, reps=reps, seed=seed)
+    improvement_text = tables.display_improvement_table(improvements)
+    critical_text = tables.display_critical_depth_table(critical_depths)
     task_text = tables.display_task_table(per_task)
     aggregate_text = tables.display_aggregate_table(aggregates)
     task_note = (
@@ -350,7 +526,23 @@ def build_report(
         + _task_sets_text(aggregates)
         + "). IQM = interquartile mean over all runs and tasks; mean and median of the per-task means; "
         "optimality gap = 1 - mean of min(score, 1). 95% stratified-bootstrap intervals (runs resampled within "
-        "tasks). n/a: IQM and optimality gap need the same number of seeds on every task."
+        "tasks)."
+    )
+    dropped = [f"{r.algo} depth {r.depth} width {r.width}: {r.dropped_runs}" for r in aggregates.itertuples() if r.dropped_runs]
+    if dropped:
+        aggregate_note += (" Unequal seed counts: each task keeps its lowest seeds up to the smallest count; "
+                           "left out of the aggregates (still in the per-task table): " + "; ".join(dropped) + ".")
+    critical_note = (
+        "Critical depth: the smallest depth whose 95% interval lies entirely above the interval of depth 4 of the "
+        "same algorithm and width (per task: mean time at goal over seeds; aggregate: IQM of normalised scores). "
+        "'none': no deeper network is separated from depth 4 by its interval."
+    )
+    improvement_note = (
+        "P(X > Y): probability that a run of X has a higher normalised score than a run of Y on a task drawn "
+        "uniformly from the tasks both ran (Mann-Whitney U statistic averaged over tasks; ties count half; "
+        "rliable). 0.5: no difference. 95% intervals: X's and Y's runs resampled independently within tasks. "
+        "Each depth is compared with depth 4 of the same algorithm and width; each algorithm with crl at the "
+        "same depth and width."
     )
     num_points = sorted({line.grid.size for lines in curves.values() for line in lines})
     points_text = f"{num_points[0]}" if len(num_points) == 1 else f"{num_points[0]}-{num_points[-1]}"
@@ -361,7 +553,16 @@ def build_report(
                 _title_page(results, reps=reps, seed=seed, num_curve_points=f"{points_text} points per curve"),
                 *_table_pages("Time at goal per task", task_text, task_note),
                 *_table_pages("Aggregate over tasks: normalised score", aggregate_text, aggregate_note),
+                *_depth_scaling_pages(per_task, aggregates),
+                *_table_pages("Critical depth", critical_text, critical_note),
+                _cost_page(results, aggregates),
+                _comparison_page(improvements, profiles, efficiency),
+                *_table_pages("Probability of improvement", improvement_text, improvement_note),
                 *_curve_pages(curves, results),
+                *_table_pages("Appendix: every included run", _per_run_table(results),
+                              "Time at goal, success any and success at end: means of the run's last 5 evaluations "
+                              "(success: fraction of evaluation episodes). Wall clock: training and evaluation, "
+                              "without compilation. Parameters: all networks of the agent (from params.msgpack)."),
                 *_table_pages("Runs not included", _not_included_table(results),
                               "Runs without a complete summary.json (in progress or failed) or without a finite "
                               "score. They appear in no table or curve; no value is filled in for them."),
@@ -370,13 +571,17 @@ def build_report(
                 pdf.savefig(page)
 
     _write_atomically(paths["pdf"], write_pdf)
-    _write_atomically(paths["csv"], lambda temporary: tables.long_table(per_task, aggregates).to_csv(temporary, index=False))
+    _write_atomically(paths["csv"], lambda temporary: tables.long_table(per_task, aggregates, improvements, critical_depths).to_csv(temporary, index=False))
     _write_text(paths["markdown"], "\n\n".join([
         "## Time at goal per task", tables.to_markdown(task_text), task_note,
         "## Aggregate over tasks: normalised score", tables.to_markdown(aggregate_text), aggregate_note,
+        "## Critical depth", tables.to_markdown(critical_text), critical_note,
+        "## Probability of improvement", tables.to_markdown(improvement_text), improvement_note,
     ]) + "\n")
     _write_text(paths["latex"], "\n\n".join([
         tables.to_latex(task_text, "Time at goal per task. " + task_note),
         tables.to_latex(aggregate_text, "Aggregate over tasks: normalised score. " + aggregate_note),
+        tables.to_latex(critical_text, "Critical depth. " + critical_note),
+        tables.to_latex(improvement_text, "Probability of improvement. " + improvement_note),
     ]) + "\n")
     return paths

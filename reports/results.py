@@ -9,7 +9,8 @@ Layout (format_version 1):
 
 The numbers in the report come from scores.csv; runs/ says which runs exist, which are complete,
 and how they were configured. A run is identified in scores.csv by (algo, task, depth, width,
-seed). Runs without a complete summary are listed as not included and their rows are left out.
+seed). Runs with a failure.json or without a complete summary are listed as not included and their rows
+are left out.
 Anything unreadable raises `ResultsError` naming the file and what to do.
 """
 
@@ -32,6 +33,8 @@ RUN_KEY = ("algo", "task", "depth", "width", "seed")
 CONFIG_KEY = ("algo", "task", "depth", "width")
 EVAL_METRICS = ("time_at_goal", "success_any", "success_at_end", "final_distance")
 SCORE_METRIC = "score"
+SUCCESS_METRICS = ("success_any", "success_at_end")
+LAST_EVALUATIONS = 5
 _CONFIG_FIELDS: dict[str, type | tuple[type, ...]] = {
     "format_version": int,
     "run_id": str,
@@ -54,7 +57,10 @@ class Results:
         directory: the results directory.
         runs: one row per complete, included run: run_id, algo, task, depth, width, seed, preset,
             env_steps_planned, env_steps (final), episode_length, score (time at goal, mean of the
-            last 5 evaluations, from scores.csv) and score_normalized (score / episode_length).
+            last 5 evaluations, from scores.csv), score_normalized (score / episode_length),
+            success_any_last5 and success_at_end_last5 (means of the last 5 evaluations; NaN if not
+            recorded), wall_time_s (from summary.json; NaN if absent) and param_count (see
+            `network_param_count`).
         evaluations: scores.csv rows of the included runs for the per-evaluation metrics
             (columns as in scores.csv).
         not_included: one row per run left out: run_id, algo, task, depth, width, seed,
@@ -151,17 +157,52 @@ def _read_scores(path: Path) -> pd.DataFrame:
     return table
 
 
-def _run_status(run_dir: Path) -> str | None:
-    """None when the run is complete, else why it is not included."""
+def _run_status(run_dir: Path) -> tuple[str | None, dict[str, Any]]:
+    """(None, summary) when the run is complete, else (why it is not included, {})."""
+    if (run_dir / "failure.json").is_file():
+        return "failed (failure.json)", {}
     summary_path = run_dir / "summary.json"
     if not summary_path.is_file():
-        return "in progress or failed (no summary.json)"
+        return "in progress or failed (no summary.json)", {}
     summary = _read_json(summary_path)
     if not isinstance(summary, dict):
         raise ResultsError(f"{summary_path} must hold a JSON object; rerun the run or move it out of the results directory")
     if summary.get("status") != "complete":
-        return f"status {summary.get('status')!r} in summary.json"
-    return None
+        return f"status {summary.get('status')!r} in summary.json", {}
+    return None, summary
+
+
+def network_param_count(run_dir: Path) -> float:
+    """Number of network parameters of a run: the sizes of every array under the top-level entries of
+    params.msgpack whose name ends in "params" (e.g. actor_params, critic_params), i.e. without
+    optimiser state or scalars such as the entropy temperature. NaN when the file is absent."""
+    path = run_dir / "params.msgpack"
+    if not path.is_file():
+        return math.nan
+    from flax import serialization
+
+    try:
+        state = serialization.msgpack_restore(path.read_bytes())
+    except (OSError, ValueError, TypeError) as error:
+        raise ResultsError(f"{path} is not a readable parameter file ({error}); rerun the run or delete the file") from error
+
+    def size(tree: Any) -> int:
+        if isinstance(tree, dict):
+            return sum(size(value) for value in tree.values())
+        return int(np.size(tree))
+
+    return float(sum(size(value) for name, value in state.items() if str(name).endswith("params")))
+
+
+def _last_evaluations_mean(scores: pd.DataFrame, key: tuple, metric: str) -> float:
+    """Mean of a run's last `LAST_EVALUATIONS` values of an evaluation metric (as the score is for
+    time at goal); NaN when the run recorded none (never 0)."""
+    rows = scores[(scores["metric"] == metric)]
+    for column, value in zip(RUN_KEY, key):
+        rows = rows[rows[column] == value]
+    if rows.empty:
+        return math.nan
+    return float(rows.sort_values("env_steps")["value"].iloc[-LAST_EVALUATIONS:].mean())
 
 
 def load_results(directory: str | Path) -> Results:
@@ -182,6 +223,8 @@ def load_results(directory: str | Path) -> Results:
     complete: dict[tuple, str] = {}
     skipped: list[dict[str, Any]] = []
     seen: dict[tuple, Path] = {}
+    summaries: dict[str, dict[str, Any]] = {}
+    run_dirs_by_id: dict[str, Path] = {}
     for run_dir in run_dirs:
         config_path = run_dir / "config.json"
         if not config_path.is_file():  # a run that is just starting, or not a run at all
@@ -197,10 +240,12 @@ def load_results(directory: str | Path) -> Results:
                 "with different settings; keep runs with different settings in different results directories"
             )
         seen[key] = run_dir
-        reason = _run_status(run_dir)
+        reason, summary = _run_status(run_dir)
         if reason is None:
             complete[key] = config["run_id"]
             configs[config["run_id"]] = config
+            summaries[config["run_id"]] = summary
+            run_dirs_by_id[config["run_id"]] = run_dir
         else:
             skipped.append({**{k: config[k] for k in RUN_KEY}, "run_id": config["run_id"],
                             "env_steps_planned": config["env_steps_planned"], "reason": reason})
@@ -222,11 +267,15 @@ def load_results(directory: str | Path) -> Results:
             skipped.append({**dict(zip(RUN_KEY, key)), "run_id": run_id,
                             "env_steps_planned": config["env_steps_planned"], "reason": "score is not a finite number"})
             continue
+        wall_time = summaries[run_id].get("wall_time_s")
         runs.append({
             "run_id": run_id, **dict(zip(RUN_KEY, key)), "preset": config["preset"],
             "env_steps_planned": config["env_steps_planned"], "env_steps": int(row["env_steps"]),
             "episode_length": config["episode_length"], "score": score,
             "score_normalized": score / config["episode_length"],
+            **{f"{metric}_last5": _last_evaluations_mean(scores, key, metric) for metric in SUCCESS_METRICS},
+            "wall_time_s": float(wall_time) if isinstance(wall_time, (int, float)) else math.nan,
+            "param_count": network_param_count(run_dirs_by_id[run_id]),
         })
     if not runs:
         raise ResultsError(

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 from rliable import library as rly
@@ -138,44 +138,117 @@ def seed_mean_interval(scores: np.ndarray, *, rng: np.random.Generator, reps: in
     return interval_estimates(scores[:, None], rng=rng, reps=reps, statistics=("mean",))["mean"]
 
 
-def ragged_interval_estimates(
-    per_task: Sequence[np.ndarray], *, rng: np.random.Generator, reps: int
-) -> dict[str, Interval]:
-    """Aggregates over tasks whose numbers of runs differ.
+@dataclasses.dataclass(frozen=True)
+class SeedMatrix:
+    """A configuration's scores as the rectangular matrix rliable needs.
 
-    The IQM and the optimality gap pool every (run, task) score and so need a rectangular matrix;
-    with unequal run counts they are reported as missing rather than silently reweighted. The
-    mean and the median of the per-task means weight tasks equally and are computed as rliable
-    does for a rectangular matrix, with runs resampled independently per task.
+    Attributes:
+        scores: shape (num_runs x num_tasks); column m holds task m's runs, in seed order.
+        tasks: the task of each column.
+        seeds: shape (num_runs x num_tasks), the seed of each score.
+        dropped: (task, seed) of the runs left out to make the run counts equal.
+    """
+
+    scores: np.ndarray
+    tasks: tuple[str, ...]
+    seeds: np.ndarray
+    dropped: tuple[tuple[str, int], ...]
+
+
+def common_seed_matrix(per_task: Mapping[str, Mapping[int, float]]) -> SeedMatrix:
+    """Arranges per-task scores as a (num_runs x num_tasks) matrix with the same run count per task.
+
+    Rule: every task with at least one run is kept; each task keeps its n lowest seeds, where n is
+    the smallest run count over the tasks; the other runs are returned in `dropped` (the report lists
+    them). No value is ever filled in. Example: task a with seeds (0, 1, 2) and task b with seeds
+    (0, 1) give a 2 x 2 matrix of seeds (0, 1) and drop (a, 2).
 
     Args:
-        per_task: one array of shape (num_runs_m,) per task m.
-
-    Returns:
-        {"iqm", "mean", "median", "optimality_gap": Interval}; iqm and optimality_gap are missing
-        unless all tasks have the same number of runs (then this equals `interval_estimates`).
+        per_task: {task: {seed: score}}, every task with at least one score.
     """
-    arrays = [np.asarray(a, dtype=float) for a in per_task]
-    if not arrays or any(a.ndim != 1 or a.size == 0 for a in arrays):
-        raise ValueError("per_task must be a non-empty list of non-empty 1-d arrays")
-    if len({a.size for a in arrays}) == 1:
-        return interval_estimates(np.stack(arrays, axis=1), rng=rng, reps=reps)
+    if not per_task or any(len(runs) == 0 for runs in per_task.values()):
+        raise ValueError("per_task must map at least one task to at least one (seed, score)")
+    tasks = tuple(sorted(per_task))
+    count = min(len(per_task[task]) for task in tasks)
+    kept = {task: sorted(per_task[task])[:count] for task in tasks}
+    dropped = tuple((task, seed) for task in tasks for seed in sorted(per_task[task])[count:])
+    scores = np.array([[float(per_task[task][kept[task][row]]) for task in tasks] for row in range(count)])
+    seeds = np.array([[kept[task][row] for task in tasks] for row in range(count)], dtype=np.int64)
+    return SeedMatrix(scores, tasks, seeds, dropped)
 
-    def mean_and_median(*task_scores: np.ndarray) -> np.ndarray:
-        task_means = [np.mean(s) for s in task_scores]
-        return np.array([np.mean(task_means), np.median(task_means)])
+
+def probability_of_improvement(
+    scores_x: np.ndarray, scores_y: np.ndarray, *, rng: np.random.Generator, reps: int
+) -> Interval:
+    """P(X > Y): the probability that a run of X beats a run of Y on a random task (ties count half),
+    with a 95% interval from bootstrapping X's and Y's runs independently within each task
+    (rliable's `probability_of_improvement` and `StratifiedIndependentBootstrap`).
+
+    Args:
+        scores_x: shape (num_runs_x x num_tasks).
+        scores_y: shape (num_runs_y x num_tasks), the same tasks in the same column order.
+    """
+    scores_x, scores_y = _check_matrix(scores_x), _check_matrix(scores_y)
+    if scores_x.shape[1] != scores_y.shape[1]:
+        raise ValueError(f"X and Y must cover the same tasks, got {scores_x.shape[1]} and {scores_y.shape[1]} columns")
+
+    def improvement(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        return np.array([rly_metrics.probability_of_improvement(x, y)])
 
     with _global_numpy_rng_seeded_from(rng):
         points, intervals = rly.get_interval_estimates(
-            {"scores": arrays}, mean_and_median, reps=reps, confidence_interval_size=CONFIDENCE
+            {"pair": [scores_x, scores_y]}, improvement, reps=reps, confidence_interval_size=CONFIDENCE
         )
-    point, (lower, upper) = points["scores"], intervals["scores"]
-    return {
-        "iqm": Interval.missing(),
-        "mean": Interval(float(point[0]), float(lower[0]), float(upper[0])),
-        "median": Interval(float(point[1]), float(lower[1]), float(upper[1])),
-        "optimality_gap": Interval.missing(),
-    }
+    (lower,), (upper,) = intervals["pair"]
+    return Interval(float(points["pair"][0]), float(lower), float(upper))
+
+
+def performance_profile(
+    scores: np.ndarray, thresholds: np.ndarray, *, rng: np.random.Generator, reps: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Score distribution: the fraction of runs (over all tasks) whose score exceeds each threshold,
+    with pointwise 95% stratified-bootstrap intervals (rliable's `create_performance_profile`).
+
+    Args:
+        scores: shape (num_runs x num_tasks), normalised scores.
+        thresholds: shape (num_thresholds,).
+
+    Returns:
+        profile, lower, upper, each of shape (num_thresholds,).
+    """
+    scores = _check_matrix(scores)
+    thresholds = np.asarray(thresholds, dtype=float)
+    with _global_numpy_rng_seeded_from(rng):
+        profiles, intervals = rly.create_performance_profile(
+            {"scores": scores}, thresholds, reps=reps, confidence_interval_size=CONFIDENCE
+        )
+    lower, upper = intervals["scores"]
+    return np.asarray(profiles["scores"], dtype=float), np.asarray(lower, dtype=float), np.asarray(upper, dtype=float)
+
+
+def iqm_curve(values: np.ndarray, *, rng: np.random.Generator, reps: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """IQM over runs and tasks at every point of a learning curve, with pointwise 95%
+    stratified-bootstrap intervals (the sample-efficiency curve of Agarwal et al. 2021).
+
+    Args:
+        values: shape (num_runs x num_tasks x num_points), curves aligned on one grid.
+
+    Returns:
+        iqm, lower, upper, each of shape (num_points,).
+    """
+    values = np.asarray(values, dtype=float)
+    if values.ndim != 3 or min(values.shape) < 1:
+        raise ValueError(f"values must have shape (num_runs x num_tasks x num_points), got {values.shape}")
+
+    def iqm_per_point(scores: np.ndarray) -> np.ndarray:
+        return np.array([rly_metrics.aggregate_iqm(scores[..., point]) for point in range(scores.shape[-1])])
+
+    with _global_numpy_rng_seeded_from(rng):
+        points, intervals = rly.get_interval_estimates(
+            {"curve": values}, iqm_per_point, reps=reps, confidence_interval_size=CONFIDENCE
+        )
+    lower, upper = intervals["curve"]
+    return np.asarray(points["curve"], dtype=float), np.asarray(lower, dtype=float), np.asarray(upper, dtype=float)
 
 
 def align_curves(curves: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:

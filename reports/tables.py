@@ -21,11 +21,12 @@ import pandas as pd
 from gcrl_bench.reports import reference, stats
 from gcrl_bench.reports.results import Results
 
+SUCCESS_COLUMNS = ("success_any", "success_at_end")
 AGGREGATE_STATISTICS = ("iqm", "mean", "median", "optimality_gap")
 _STATISTIC_LABELS = {"iqm": "IQM", "mean": "Mean", "median": "Median", "optimality_gap": "Optimality gap"}
 CSV_COLUMNS = (
     "table", "task", "algo", "depth", "width", "statistic", "value", "ci95_low", "ci95_high",
-    "num_seeds", "num_tasks", "unit", "paper_table1_mean", "paper_table1_se",
+    "num_seeds", "num_tasks", "unit", "paper_table1_mean", "paper_table1_se", "versus",
 )
 
 
@@ -42,8 +43,10 @@ def task_table(results: Results, *, reps: int, seed: int) -> pd.DataFrame:
 
     Returns:
         one row per configuration and task, sorted, with columns task, algo, depth, width,
-        num_seeds, episode_length, mean, ci95_low, ci95_high (time at goal in steps, from
-        0 to episode_length), paper_table1_mean, paper_table1_se (NaN where the paper has none).
+        num_seeds, env_steps (the smallest final env steps of its runs), episode_length, mean, ci95_low, ci95_high (time at goal in steps, from
+        0 to episode_length), paper_table1_mean, paper_table1_se (NaN where the paper has none),
+        and for m in SUCCESS_COLUMNS (fractions of evaluation episodes, last 5 evaluations): m,
+        m_ci95_low, m_ci95_high.
     """
     rows = []
     for (task, algo, depth, width), runs in results.runs.groupby(["task", "algo", "depth", "width"]):
@@ -51,16 +54,38 @@ def task_table(results: Results, *, reps: int, seed: int) -> pd.DataFrame:
         interval = stats.seed_mean_interval(
             runs["score"].to_numpy(), rng=cell_rng(seed, "task", task, algo, depth, width), reps=reps
         )
+        success = {}
+        for metric in SUCCESS_COLUMNS:
+            values = runs[f"{metric}_last5"].to_numpy()
+            measured = values[np.isfinite(values)]  # a run that did not record it is left out, not zeroed
+            cell = (stats.seed_mean_interval(measured, rng=cell_rng(seed, metric, task, algo, depth, width), reps=reps)
+                    if measured.size else stats.Interval.missing())
+            success |= {metric: cell.estimate, f"{metric}_ci95_low": cell.lower, f"{metric}_ci95_high": cell.upper}
         paper = (reference.paper_table1(algo, task, depth, width, episode_lengths[0], float(runs["env_steps"].min()))
                  if len(episode_lengths) == 1 else None)
         rows.append({
             "task": task, "algo": algo, "depth": int(depth), "width": int(width), "num_seeds": len(runs),
+            "env_steps": int(runs["env_steps"].min()),
             "episode_length": "/".join(map(str, episode_lengths)),
             "mean": interval.estimate, "ci95_low": interval.lower, "ci95_high": interval.upper,
             "paper_table1_mean": paper[0] if paper else math.nan,
             "paper_table1_se": paper[1] if paper else math.nan,
+            **success,
         })
     return pd.DataFrame(rows)
+
+
+def configuration_matrix(runs: pd.DataFrame, column: str = "score_normalized") -> stats.SeedMatrix:
+    """One configuration's runs as a (num_runs x num_tasks) matrix, by `stats.common_seed_matrix`
+    (equal run counts per task: each task keeps its lowest seeds; the rest are reported as dropped).
+
+    Args:
+        runs: rows of `Results.runs` of one (algo, depth, width).
+        column: the per-run score to arrange.
+    """
+    return stats.common_seed_matrix({
+        task: dict(zip(group["seed"].astype(int), group[column].astype(float))) for task, group in runs.groupby("task")
+    })
 
 
 def aggregate_table(results: Results, *, reps: int, seed: int) -> pd.DataFrame:
@@ -68,23 +93,24 @@ def aggregate_table(results: Results, *, reps: int, seed: int) -> pd.DataFrame:
 
     The aggregate covers the tasks on which the configuration has complete runs (listed in the
     `tasks` column); aggregates over different task sets are not comparable. With unequal seed
-    counts across tasks, IQM and optimality gap are NaN (see `stats.ragged_interval_estimates`).
+    counts across tasks every task keeps its lowest seeds up to the smallest count
+    (`configuration_matrix`); the runs left out are named in `dropped_runs`.
 
     Returns:
         one row per configuration with columns algo, depth, width, num_tasks, tasks,
-        seeds_per_task, and for each statistic s in AGGREGATE_STATISTICS: s, s_ci95_low, s_ci95_high.
+        seeds_per_task, dropped_runs, and for each statistic s in AGGREGATE_STATISTICS:
+        s, s_ci95_low, s_ci95_high.
     """
     rows = []
     for (algo, depth, width), runs in results.runs.groupby(["algo", "depth", "width"]):
-        per_task = {task: group["score_normalized"].to_numpy() for task, group in runs.groupby("task")}
-        estimates = stats.ragged_interval_estimates(
-            list(per_task.values()), rng=cell_rng(seed, "aggregate", algo, depth, width), reps=reps
+        matrix = configuration_matrix(runs)
+        estimates = stats.interval_estimates(
+            matrix.scores, rng=cell_rng(seed, "aggregate", algo, depth, width), reps=reps
         )
-        seed_counts = sorted({len(v) for v in per_task.values()})
         row = {
-            "algo": algo, "depth": int(depth), "width": int(width), "num_tasks": len(per_task),
-            "tasks": " ".join(per_task),
-            "seeds_per_task": str(seed_counts[0]) if len(seed_counts) == 1 else f"{seed_counts[0]}-{seed_counts[-1]}",
+            "algo": algo, "depth": int(depth), "width": int(width), "num_tasks": len(matrix.tasks),
+            "tasks": " ".join(matrix.tasks), "seeds_per_task": str(matrix.scores.shape[0]),
+            "dropped_runs": " ".join(f"{task}/seed{s}" for task, s in matrix.dropped),
         }
         for name in AGGREGATE_STATISTICS:
             interval = estimates[name]
@@ -93,17 +119,29 @@ def aggregate_table(results: Results, *, reps: int, seed: int) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def long_table(tasks: pd.DataFrame, aggregates: pd.DataFrame) -> pd.DataFrame:
-    """Both tables in one long-form table (the CSV), one row per reported statistic; columns CSV_COLUMNS."""
+def long_table(tasks: pd.DataFrame, aggregates: pd.DataFrame, improvements: pd.DataFrame | None = None,
+               critical_depths: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Every table in one long-form table (the CSV), one row per reported statistic; columns CSV_COLUMNS.
+
+    `improvements` (`scaling.improvement_table`) gives rows with table "probability_of_improvement"
+    (X in algo/depth/width, Y in `versus`); `critical_depths` (`scaling.depth_scaling_table`) rows
+    with table "critical_depth" (value NaN: no depth above depth 4's interval)."""
     rows = []
     for _, row in tasks.iterrows():
         rows.append({
             "table": "task", "task": row["task"], "algo": row["algo"], "depth": row["depth"], "width": row["width"],
-            "statistic": "mean", "value": row["mean"], "ci95_low": row["ci95_low"], "ci95_high": row["ci95_high"],
+            "statistic": "time_at_goal", "value": row["mean"], "ci95_low": row["ci95_low"], "ci95_high": row["ci95_high"],
             "num_seeds": row["num_seeds"], "num_tasks": 1,
             "unit": f"time_at_goal (steps out of {row['episode_length']})",
             "paper_table1_mean": row["paper_table1_mean"], "paper_table1_se": row["paper_table1_se"],
         })
+        for metric in SUCCESS_COLUMNS:
+            rows.append({
+                "table": "task", "task": row["task"], "algo": row["algo"], "depth": row["depth"], "width": row["width"],
+                "statistic": metric, "value": row[metric], "ci95_low": row[f"{metric}_ci95_low"],
+                "ci95_high": row[f"{metric}_ci95_high"], "num_seeds": row["num_seeds"], "num_tasks": 1,
+                "unit": "fraction of evaluation episodes", "paper_table1_mean": math.nan, "paper_table1_se": math.nan,
+            })
     for _, row in aggregates.iterrows():
         for name in AGGREGATE_STATISTICS:
             rows.append({
@@ -114,7 +152,41 @@ def long_table(tasks: pd.DataFrame, aggregates: pd.DataFrame) -> pd.DataFrame:
                 "unit": "normalized score (time_at_goal / episode_length)",
                 "paper_table1_mean": math.nan, "paper_table1_se": math.nan,
             })
+    for _, row in (improvements if improvements is not None else pd.DataFrame()).iterrows():
+        rows.append({
+            "table": "probability_of_improvement", "task": row["tasks"], "algo": row["algo"], "depth": row["depth"],
+            "width": row["width"], "statistic": "P(X>Y)", "value": row["probability"], "ci95_low": row["ci95_low"],
+            "ci95_high": row["ci95_high"], "num_tasks": row["num_tasks"], "unit": "probability",
+            "versus": f"{row['versus_algo']} depth {row['versus_depth']} width {row['width']}",
+        })
+    for _, row in (critical_depths if critical_depths is not None else pd.DataFrame()).iterrows():
+        rows.append({
+            "table": "critical_depth", "task": row["task"], "algo": row["algo"], "width": row["width"],
+            "statistic": "critical_depth", "value": row["critical_depth"], "unit": "layers",
+            "versus": f"depth 4 (depths run: {row['depths']})",
+        })
     return pd.DataFrame(rows, columns=list(CSV_COLUMNS))
+
+
+def display_improvement_table(improvements: pd.DataFrame) -> pd.DataFrame:
+    """The probability-of-improvement table as text."""
+    return pd.DataFrame({
+        "X": [f"{r.algo} depth {r.depth} width {r.width}" for r in improvements.itertuples()],
+        "Y": [f"{r.versus_algo} depth {r.versus_depth} width {r.width}" for r in improvements.itertuples()],
+        "Tasks": improvements["num_tasks"].astype(str),
+        "P(X > Y) [95% CI]": [format_interval(r.probability, r.ci95_low, r.ci95_high, 2) for r in improvements.itertuples()],
+    }, columns=["X", "Y", "Tasks", "P(X > Y) [95% CI]"])
+
+
+def display_critical_depth_table(critical_depths: pd.DataFrame) -> pd.DataFrame:
+    """The critical-depth table as text."""
+    return pd.DataFrame({
+        "Algorithm": critical_depths["algo"],
+        "Width": critical_depths["width"].astype(str),
+        "Task": critical_depths["task"],
+        "Depths run": critical_depths["depths"],
+        "Critical depth": ["none" if not math.isfinite(v) else str(int(v)) for v in critical_depths["critical_depth"]],
+    }, columns=["Algorithm", "Width", "Task", "Depths run", "Critical depth"])
 
 
 def format_interval(estimate: float, lower: float, upper: float, digits: int) -> str:
@@ -133,8 +205,17 @@ def display_task_table(tasks: pd.DataFrame) -> pd.DataFrame:
         "Width": tasks["width"].astype(str),
         "Seeds": tasks["num_seeds"].astype(str),
         "Episode length": tasks["episode_length"],
-        "Time at goal, mean [95% CI]": [
+        "Env steps": [f"{v / 1e6:.3g}M" if v >= 1e6 else f"{v:,}" for v in tasks["env_steps"]],
+        "Time at goal [95% CI]": [
             format_interval(r["mean"], r["ci95_low"], r["ci95_high"], 1) for _, r in tasks.iterrows()
+        ],
+        "Success any [95% CI]": [
+            format_interval(r["success_any"], r["success_any_ci95_low"], r["success_any_ci95_high"], 2)
+            for _, r in tasks.iterrows()
+        ],
+        "Success at end [95% CI]": [
+            format_interval(r["success_at_end"], r["success_at_end_ci95_low"], r["success_at_end_ci95_high"], 2)
+            for _, r in tasks.iterrows()
         ],
         "Paper Table 1": [
             "" if not math.isfinite(r["paper_table1_mean"]) else f"{r['paper_table1_mean']:g} ± {r['paper_table1_se']:g}"

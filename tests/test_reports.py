@@ -148,14 +148,52 @@ def test_rliable_random_state_alone_does_not_reproduce_intervals():
     assert not np.array_equal(first["x"], second["x"])
 
 
-def test_unequal_seed_counts_give_task_weighted_mean_and_no_iqm():
-    per_task = [np.array([0.1, 0.2, 0.3]), np.array([0.9, 1.0])]
-    estimates = stats.ragged_interval_estimates(per_task, rng=np.random.default_rng(0), reps=200)
-    assert estimates["mean"].estimate == pytest.approx((0.2 + 0.95) / 2)
-    assert estimates["median"].estimate == pytest.approx((0.2 + 0.95) / 2)
-    assert np.isnan(estimates["iqm"].estimate) and np.isnan(estimates["optimality_gap"].estimate)
-    equal = stats.ragged_interval_estimates([per_task[0], per_task[0]], rng=np.random.default_rng(0), reps=50)
-    assert equal["iqm"].estimate == pytest.approx(rly_metrics.aggregate_iqm(np.stack([per_task[0]] * 2, axis=1)))
+def test_unequal_seed_counts_keep_the_lowest_seeds_and_name_the_dropped_runs():
+    matrix = stats.common_seed_matrix({"b": {1: 0.9, 0: 1.0}, "a": {0: 0.1, 2: 0.3, 1: 0.2}})
+    assert matrix.tasks == ("a", "b")
+    np.testing.assert_array_equal(matrix.scores, [[0.1, 1.0], [0.2, 0.9]])
+    np.testing.assert_array_equal(matrix.seeds, [[0, 0], [1, 1]])
+    assert matrix.dropped == (("a", 2),)
+    with pytest.raises(ValueError):
+        stats.common_seed_matrix({"a": {}})
+
+
+def test_probability_of_improvement_is_half_for_identical_and_one_for_dominated_runs():
+    scores = np.random.default_rng(0).uniform(size=(4, 3))
+    same = stats.probability_of_improvement(scores, scores, rng=np.random.default_rng(0), reps=200)
+    assert same.estimate == 0.5
+    better = stats.probability_of_improvement(scores + 2.0, scores, rng=np.random.default_rng(0), reps=200)
+    assert (better.estimate, better.lower, better.upper) == (1.0, 1.0, 1.0)
+    worse = stats.probability_of_improvement(scores, scores + 2.0, rng=np.random.default_rng(0), reps=200)
+    assert worse.estimate == 0.0
+    # equal to rliable's own function on the same inputs, runs counts may differ between X and Y
+    other = np.random.default_rng(1).uniform(size=(6, 3))
+    mixed = stats.probability_of_improvement(scores, other, rng=np.random.default_rng(0), reps=200)
+    assert mixed.estimate == rly_metrics.probability_of_improvement(scores, other)
+    assert mixed.lower <= mixed.estimate <= mixed.upper
+    again = stats.probability_of_improvement(scores, other, rng=np.random.default_rng(0), reps=200)
+    assert again == mixed
+
+
+def test_performance_profile_and_iqm_curve_equal_rliable_point_estimates():
+    scores = np.random.default_rng(2).uniform(size=(5, 2))
+    thresholds = np.linspace(0, 1, 11)
+    profile, lower, upper = stats.performance_profile(scores, thresholds, rng=np.random.default_rng(0), reps=200)
+    # hand check: the fraction of the 10 scores strictly above each threshold
+    np.testing.assert_allclose(profile, [(scores > t).mean() for t in thresholds])
+    assert np.all(lower <= profile + 1e-12) and np.all(profile <= upper + 1e-12)
+    curves = np.random.default_rng(3).uniform(size=(4, 2, 3))
+    iqm, lower, upper = stats.iqm_curve(curves, rng=np.random.default_rng(0), reps=200)
+    np.testing.assert_allclose(iqm, [rly_metrics.aggregate_iqm(curves[..., i]) for i in range(3)])
+    assert np.all(lower <= iqm + 1e-12) and np.all(iqm <= upper + 1e-12)
+
+
+def test_critical_depth_is_the_first_depth_above_depth_4s_interval():
+    from gcrl_bench.reports.scaling import critical_depth
+
+    assert critical_depth([4, 8, 16, 32], [0.1, 0.15, 0.31, 0.5], [0.3, 0.4, 0.6, 0.7]) == 16
+    assert np.isnan(critical_depth([4, 8], [0.1, 0.2], [0.3, 0.4]))  # overlapping intervals: none
+    assert np.isnan(critical_depth([8, 16], [0.1, 0.9], [0.2, 1.0]))  # no depth 4 to compare with
 
 
 def test_align_curves_uses_the_union_grid_within_the_common_range():
@@ -194,17 +232,29 @@ def test_report_writes_pdf_and_tables_beside_it(built):
 def test_report_pages_show_what_was_run_tables_curves_and_excluded_runs(built):
     _, paths = built
     pages = [page.extract_text() for page in PdfReader(paths["pdf"]).pages]
-    assert len(pages) == 5
-    title, task_page, aggregate_page, curves, excluded = pages
+    assert len(pages) == 11
+    (title, task_page, aggregate_page, scaling_page, critical_page, cost_page, comparison_page, improvement_page,
+     curves, appendix, excluded) = pages
     assert "gcrl-bench report" in title
     for expected in ("crl", *TASKS, "4, 64", "256", "0, 1, 2", "tiny", "1,000,000", "jax 0.10.0", "abc1234",
                      "TFRT_CPU_0", f"{REPS:,} resamples, seed 0"):
         assert expected in title, expected
     assert "Time at goal per task" in task_page
     csv = pd.read_csv(paths["csv"])
-    for row in csv[csv["table"] == "task"].itertuples():
+    for row in csv[(csv["table"] == "task") & (csv["statistic"] == "time_at_goal")].itertuples():
         assert tables.format_interval(row.value, row.ci95_low, row.ci95_high, 1) in task_page
     assert "Aggregate over tasks" in aggregate_page and "IQM" in aggregate_page
+    assert "Depth scaling" in scaling_page and "network depth (layers, log2 scale)" in scaling_page
+    assert all(task in scaling_page for task in TASKS)
+    # the fixture's depth-64 runs beat depth 4 on every task and seed: a critical depth of 64 everywhere
+    assert "Critical depth" in critical_page
+    for task in (*TASKS, "aggregate (IQM)"):
+        assert f"crl 256 {task} 4 64 64" in critical_page, task
+    assert "network parameters" in cost_page and "wall-clock time per run" in cost_page
+    assert "probability of improvement" in comparison_page and "performance profile" in comparison_page
+    assert "sample efficiency" in comparison_page
+    assert "crl depth 64 width 256" in improvement_page and "1.00 [1.00, 1.00]" in improvement_page
+    assert "Appendix: every included run" in appendix and all(f"crl_{t}_d64_w256_s2" in appendix for t in TASKS)
     assert "Learning curves" in curves and "environment steps (millions)" in curves
     assert all(task in curves for task in TASKS)
     assert "Runs not included" in excluded and IN_PROGRESS_RUN in excluded and "400,000" in excluded
@@ -223,13 +273,20 @@ def test_paper_numbers_only_beside_runs_of_the_papers_budget():
 def test_csv_matches_scores_recomputed_from_the_runs(built):
     _, paths = built
     csv = pd.read_csv(paths["csv"])
-    task_rows = csv[csv["table"] == "task"]
+    task_rows = csv[(csv["table"] == "task") & (csv["statistic"] == "time_at_goal")]
     assert len(task_rows) == len(TASKS) * len(DEPTHS)
+    success = csv[(csv["table"] == "task") & (csv["statistic"] == "success_any")].set_index(["task", "depth"])
+    for task in TASKS:
+        for depth in DEPTHS:
+            # the fixture's success_any is min(1, time_at_goal / 100) at every evaluation
+            expected = np.mean([np.mean([min(1.0, _time_at_goal(task, depth, s, e) / 100) for e in EVAL_STEPS[-5:]])
+                                for s in SEEDS])
+            assert success.loc[(task, depth), "value"] == pytest.approx(expected)
     for row in task_rows.itertuples():
         scores = [expected_score(row.task, row.depth, seed) for seed in SEEDS]
         assert row.value == pytest.approx(np.mean(scores))
         assert row.ci95_low <= row.value <= row.ci95_high
-        assert str(row.num_seeds) == "3"  # the in-progress seed 3 is excluded
+        assert int(row.num_seeds) == 3  # the in-progress seed 3 is excluded
     # the fixture's runs are far shorter than the paper's 100M env steps: its numbers are not shown beside them
     assert task_rows["paper_table1_mean"].isna().all()
 
