@@ -1,0 +1,285 @@
+"""Goal-conditioned Soft Actor-Critic (Haarnoja et al. 2018), with or without hindsight relabelling.
+
+Registered twice: ``sac`` learns from the commanded goals only (relabel strategy ``none``) and
+``sac_her`` relabels with HER (Andrychowicz et al. 2017) through the shared relabeller. Both learn from the
+sparse success reward recomputed after relabelling (TASKS.md Decisions 9), as the relabeller's
+``next_reward``: 1 where s_{t+1} lies within the success radius of the goal. That is the textbook reward
+r(s_t, a_t, g); the reference tests s_t instead (TASKS.md §9.9), which rewards a tuple for where it
+started rather than for where its action led. With r on s_{t+1} the return of an episode is its time at
+goal, the evaluation metric.
+
+Networks (all :class:`gcrl_bench.networks.ResidualMLP` with ``config.network``):
+
+- actor:        [state, goal] -> mean, raw log-std (2 x |A|), the tanh-Gaussian head of CRL
+- twin critics: [state, goal, action] -> Q, two independent copies, plus Polyak-averaged target copies
+
+One gradient step (:func:`update`): the critics regress to the soft target computed with the target
+critics and a fresh next action of the current actor; the actor and the temperature are updated with the
+pre-update critics; then the target critics move by Polyak averaging towards the new critics.
+Time-limit-cut tuples (mask 0) are left out of the critic loss.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from gcrl_bench.algorithms import td
+from gcrl_bench.algorithms.crl import actor_loss, alpha_loss
+from gcrl_bench.errors import ConfigError
+from gcrl_bench.interface import RelabelConfig, TaskSpec, Transition
+from gcrl_bench.networks import (
+    NetworkConfig,
+    ResidualMLP,
+    deterministic_action,
+    sample_tanh_gaussian,
+    split_policy_output,
+)
+
+Array = jax.Array
+Params = dict
+
+HerStrategy = Literal["none", "final", "future"]
+
+
+def check_her(owner: str, strategy: str, fraction: float) -> None:
+    """Validates the HER fields shared by the SAC and TD3 configs (one clear line on bad input)."""
+    if strategy not in ("none", "final", "future"):
+        raise ConfigError(f"{owner} her_strategy {strategy!r} is unknown; use one of none, final, future")
+    if not 0.0 < fraction <= 1.0:
+        raise ConfigError(
+            f"{owner} her_fraction {fraction!r} must lie in (0, 1]; 0.8 is HER's k = 4 future goals per stored goal"
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class SACConfig:
+    """SAC hyperparameters. The paper gives none for its baselines (TASKS.md §7.6: NOT FOUND); defaults are
+    JaxGCRL's SAC (§7.6) where it sets one, else the SAC paper's.
+
+    Attributes:
+      network: depth, width and switches of the actor and of both critics (the one builder).
+      policy_lr: Adam learning rate of the actor (JaxGCRL sac.py learning_rate: 1e-4).
+      critic_lr: Adam learning rate of the twin critics (JaxGCRL: the same 1e-4).
+      alpha_lr: Adam learning rate of log alpha (JaxGCRL: 3e-4).
+      discount: gamma of the TD target (JaxGCRL discounting: 0.9; Haarnoja et al. use 0.99 on dense tasks).
+      tau: Polyak rate of the target critics (JaxGCRL and Haarnoja et al.: 0.005).
+      entropy_param: target entropy is -entropy_param * |A| (brax's SAC, on which JaxGCRL builds: 0.5;
+        Haarnoja et al. 2018b use 1.0).
+      her_strategy: hindsight relabelling: ``none`` (plain SAC, the commanded goals), ``final`` (the last
+        state of the episode in the window; the reference's HER) or ``future`` (a uniform later state of
+        the same episode; Andrychowicz et al. 2017).
+      her_fraction: fraction of tuples relabelled when her_strategy is not none; the others keep the
+        commanded goal (0.8 = HER's k = 4; 1.0 relabels every tuple, as the reference does).
+    """
+
+    network: NetworkConfig = NetworkConfig()
+    policy_lr: float = 1e-4
+    critic_lr: float = 1e-4
+    alpha_lr: float = 3e-4
+    discount: float = 0.9
+    tau: float = 0.005
+    entropy_param: float = 0.5
+    her_strategy: HerStrategy = "none"
+    her_fraction: float = 0.8
+
+    def __post_init__(self):
+        owner = type(self).__name__
+        if not isinstance(self.network, NetworkConfig):
+            raise ConfigError(f"{owner} network must be a NetworkConfig, got {type(self.network).__name__}")
+        for name in ("policy_lr", "critic_lr", "alpha_lr"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{owner} {name} {getattr(self, name)!r} must be positive; for example 3e-4")
+        if not 0.0 < self.discount < 1.0:
+            raise ConfigError(f"{owner} discount {self.discount!r} must lie in (0, 1); for example 0.9 or 0.99")
+        if not 0.0 < self.tau <= 1.0:
+            raise ConfigError(f"{owner} tau {self.tau!r} must lie in (0, 1]; for example 0.005")
+        if not self.entropy_param >= 0:
+            raise ConfigError(f"{owner} entropy_param {self.entropy_param!r} must be >= 0; for example 0.5")
+        check_her(owner, self.her_strategy, self.her_fraction)
+
+
+@dataclasses.dataclass(frozen=True)
+class SACHERConfig(SACConfig):
+    """SAC with hindsight experience replay: :class:`SACConfig` with HER on by default.
+
+    Attributes:
+      network, policy_lr, critic_lr, alpha_lr, discount, tau, entropy_param: as in :class:`SACConfig`.
+      her_strategy: default ``future`` (Andrychowicz et al. 2017 found it best; the reference uses
+        ``final``, which ``--set her_strategy=final --set her_fraction=1`` reproduces).
+      her_fraction: default 0.8 (HER's k = 4).
+    """
+
+    her_strategy: HerStrategy = "future"
+    her_fraction: float = 0.8
+
+
+def relabel_config(config: SACConfig) -> RelabelConfig:
+    """The shared relabeller's settings for a SAC or TD3 config (gamma is unused by these strategies)."""
+    if config.her_strategy == "none":
+        return RelabelConfig("none", 0.99, 1.0)
+    return RelabelConfig(config.her_strategy, 0.99, config.her_fraction)
+
+
+@struct.dataclass
+class SACState:
+    """Everything SAC learns, as one pytree.
+
+    Attributes:
+      actor_params: flax params of the actor.
+      critic_params: both critics' params, stacked along a leading axis of length 2.
+      target_critic_params: Polyak averages of ``critic_params`` (start equal to them).
+      log_alpha: () float32 log of the entropy temperature (starts at 0, alpha = 1, as brax's SAC).
+      actor_opt_state, critic_opt_state, alpha_opt_state: Adam states.
+      step: () int32 number of gradient steps taken.
+      action_size: |A| (static).
+    """
+
+    actor_params: Params
+    critic_params: Params
+    target_critic_params: Params
+    log_alpha: Array
+    actor_opt_state: optax.OptState
+    critic_opt_state: optax.OptState
+    alpha_opt_state: optax.OptState
+    step: Array
+    action_size: int = struct.field(pytree_node=False)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Losses (pure; B = batch size). The actor and temperature losses are CRL's, which are SAC's
+# (gcrl_bench.algorithms.crl.actor_loss with Q = min of the twin critics, and alpha_loss, Eq. 18).
+
+
+def soft_td_target(
+    next_reward: Array, discount: Array, next_q: Array, next_log_prob: Array, alpha: Array, gamma: float
+) -> Array:
+    """Soft Bellman target (Haarnoja et al. 2018b, Eqs. 3 and 5, with twin critics as in their §5):
+
+        y = r + gamma * d * (min_i Q'_i(s', a') - alpha * log pi(a' | s', g)),   a' ~ pi(. | s', g)
+
+    Args:
+      next_reward: (B,) r, the sparse success of s_{t+1}.
+      discount: (B,) d, 0 where s_{t+1} is terminal.
+      next_q: (2, B) target critics at (s', a', g).
+      next_log_prob: (B,) log pi(a' | s', g).
+      alpha: () temperature.
+    Example: r = 0, d = 1, Q' = (2, 3), log pi = -1, alpha = 0.5, gamma = 0.9: 0.9 * (2 + 0.5) = 2.25.
+    """
+    soft_value = jnp.min(next_q, axis=0) - alpha * next_log_prob
+    return next_reward + gamma * discount * soft_value
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Networks
+
+
+def _actor(config: SACConfig, action_size: int) -> nn.Module:
+    return ResidualMLP(config.network, 2 * action_size)
+
+
+def _policy(config: SACConfig, action_size: int, actor_params: Params, obs: Array) -> tuple[Array, Array]:
+    return split_policy_output(_actor(config, action_size).apply(actor_params, obs))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The algorithm's functions
+
+
+def init(config: SACConfig, spec: TaskSpec, key: Array) -> SACState:
+    """Fresh actor, twin critics (target copies equal), log alpha = 0 and Adam states for ``spec``."""
+    actor_key, critic_key = jax.random.split(key)
+    actor_params = _actor(config, spec.action_size).init(actor_key, jnp.zeros((1, spec.observation_size)))
+    critic_params = td.init_twin_critics(config.network, spec, critic_key)
+    log_alpha = jnp.zeros((), jnp.float32)
+    return SACState(
+        actor_params=actor_params,
+        critic_params=critic_params,
+        target_critic_params=critic_params,
+        log_alpha=log_alpha,
+        actor_opt_state=optax.adam(config.policy_lr).init(actor_params),
+        critic_opt_state=optax.adam(config.critic_lr).init(critic_params),
+        alpha_opt_state=optax.adam(config.alpha_lr).init(log_alpha),
+        step=jnp.zeros((), jnp.int32),
+        action_size=spec.action_size,
+    )
+
+
+def act(config: SACConfig, state: SACState, obs: Array, key: Array, deterministic: bool) -> Array:
+    """Actions (B, |A|) in [-1, 1]: tanh(mean + std * N(0, I)) for collection, tanh(mean) for evaluation."""
+    mean, log_std = _policy(config, state.action_size, state.actor_params, obs)
+    if deterministic:
+        return deterministic_action(mean)
+    action, _ = sample_tanh_gaussian(key, mean, log_std)
+    return action
+
+
+def update(config: SACConfig, state: SACState, batch: Transition, key: Array) -> tuple[SACState, dict[str, Array]]:
+    """One gradient step on a relabelled batch (module docstring). Returns the new state and scalar metrics."""
+    next_reward, mask = td.td_batch_parts(batch)
+    k_next, k_actor = jax.random.split(key)
+    alpha = jnp.exp(state.log_alpha)
+    target_entropy = -config.entropy_param * state.action_size
+
+    # Critic target: a fresh next action from the current actor, scored by the target critics.
+    next_obs = jnp.concatenate([batch.next_state, batch.goal], axis=-1)
+    next_mean, next_log_std = _policy(config, state.action_size, state.actor_params, next_obs)
+    next_action, next_log_prob = sample_tanh_gaussian(k_next, next_mean, next_log_std)
+    next_q = td.twin_q(config.network, state.target_critic_params, batch.next_state, batch.goal, next_action)
+    target = soft_td_target(next_reward, batch.discount, next_q, next_log_prob, alpha, config.discount)
+
+    def critic_objective(critic_params):
+        q = td.twin_q(config.network, critic_params, batch.state, batch.goal, batch.action)
+        return td.td_loss(q, target, mask), q
+
+    (critic_loss, q_data), critic_grads = jax.value_and_grad(critic_objective, has_aux=True)(state.critic_params)
+
+    # Actor: a fresh action for [s, g], scored by the pre-update critics (held fixed).
+    obs = jnp.concatenate([batch.state, batch.goal], axis=-1)
+    critic_fixed = jax.lax.stop_gradient(state.critic_params)
+
+    def actor_objective(actor_params):
+        mean, log_std = _policy(config, state.action_size, actor_params, obs)
+        action, log_prob = sample_tanh_gaussian(k_actor, mean, log_std)
+        q = jnp.min(td.twin_q(config.network, critic_fixed, batch.state, batch.goal, action), axis=0)
+        return actor_loss(log_prob, q, alpha), (log_prob, q)
+
+    (actor_loss_value, (log_prob, q_pi)), actor_grads = jax.value_and_grad(actor_objective, has_aux=True)(
+        state.actor_params
+    )
+    alpha_loss_value, alpha_grad = jax.value_and_grad(alpha_loss)(state.log_alpha, log_prob, target_entropy)
+
+    actor_params, actor_opt_state = td.adam_apply(config.policy_lr, actor_grads, state.actor_opt_state, state.actor_params)
+    critic_params, critic_opt_state = td.adam_apply(
+        config.critic_lr, critic_grads, state.critic_opt_state, state.critic_params
+    )
+    log_alpha, alpha_opt_state = td.adam_apply(config.alpha_lr, alpha_grad, state.alpha_opt_state, state.log_alpha)
+    new_state = state.replace(
+        actor_params=actor_params,
+        critic_params=critic_params,
+        target_critic_params=td.polyak_update(state.target_critic_params, critic_params, config.tau),
+        log_alpha=log_alpha,
+        actor_opt_state=actor_opt_state,
+        critic_opt_state=critic_opt_state,
+        alpha_opt_state=alpha_opt_state,
+        step=state.step + 1,
+    )
+    metrics = {
+        "critic_loss": critic_loss,
+        "actor_loss": actor_loss_value,
+        "alpha_loss": alpha_loss_value,
+        "alpha": alpha,
+        "entropy": -jnp.mean(log_prob),
+        "q_data": td.masked_mean(jnp.mean(q_data, axis=0), mask),
+        "q_policy": jnp.mean(q_pi),
+        "target_mean": td.masked_mean(target, mask),
+        "reward_mean": td.masked_mean(next_reward, mask),
+        "valid_fraction": jnp.mean(mask),
+    }
+    return new_state, metrics
