@@ -53,7 +53,14 @@ Array = jax.Array
 # Face k of a box: axis FACE_AXIS[k], outward sign FACE_SIGN[k].
 FACE_AXIS = jp.array([0, 0, 1, 1, 2, 2])
 FACE_SIGN = jp.array([1.0, -1.0, 1.0, -1.0, 1.0, -1.0])
+_FACE_AXIS_ONE_HOT = jp.eye(3)[FACE_AXIS]  # (6, 3)
 _NO_CONTACT = 1.0
+
+
+def _one_hot(index: Array, n: int = 3) -> Array:
+    """(n,) float one-hot of an index. Selecting with it (a dot product) instead of indexing keeps the
+    contact functions free of gathers and scatters, which are slow when vmapped over many envs on a CPU."""
+    return (jp.arange(n) == index).astype(jp.float32)
 
 
 def _nearest_edges(half: Array, toward: Array) -> tuple[Array, Array, Array]:
@@ -71,8 +78,8 @@ def _nearest_edges(half: Array, toward: Array) -> tuple[Array, Array, Array]:
     start = jp.where(eye > 0, -half, corner)  # row k: the corner with coordinate k moved to -h_k
     end = jp.where(eye > 0, half, corner)
     signs = jp.sign(corner)
-    others = jp.array([[1, 2], [0, 2], [0, 1]])
-    outward = eye[others] * signs[others][..., None]  # (3, 2, 3)
+    other_axes = eye[jp.array([[1, 2], [0, 2], [0, 1]])]  # (3, 2, 3) constant: the two other axes of edge k
+    outward = other_axes * (other_axes @ signs)[..., None]  # (3, 2, 3)
     return start, end, outward
 
 
@@ -100,14 +107,14 @@ def sphere_box_contact(center: Array, radius: Array, box_pos: Array, box_half: A
     closest = jp.clip(p, -box_half, box_half)
     to_box, gap = _safe_normalize(closest - p)
     # Centre inside (or on) the box: push out through the face it is nearest to.
-    axis = jp.argmax(outside)
-    sign = jp.where(p[axis] >= 0.0, 1.0, -1.0)
-    face_normal = jp.zeros(3).at[axis].set(sign)
+    axis = _one_hot(jp.argmax(outside))
+    sign = jp.where(p @ axis >= 0.0, 1.0, -1.0)
+    face_normal = axis * sign
     inside = jp.all(outside <= 0.0) | (gap < 1e-6)
     normal = jp.where(inside, -face_normal, to_box)
-    depth_to_face = outside[axis]  # <= 0 inside: minus the distance to the nearest face
+    depth_to_face = outside @ axis  # <= 0 inside: minus the distance to the nearest face
     signed_gap = jp.where(inside, depth_to_face, gap)
-    on_face = p.at[axis].set(sign * box_half[axis])
+    on_face = jp.where(axis > 0, sign * box_half, p)
     closest = jp.where(inside, on_face, closest)
 
     dist = jp.where(separated, _NO_CONTACT, signed_gap - radius)
@@ -148,16 +155,17 @@ def capsule_box_contacts(
     ends = jp.stack([c - axis * half_length, c + axis * half_length])  # (2, 3), box frame
 
     # Face separation: for each face, the deepest capsule point's signed distance to the face plane.
-    along = ends[:, FACE_AXIS] * FACE_SIGN  # (2, 6)
-    support = jp.min(along, axis=0) - radius - box_half[FACE_AXIS]
+    along = (ends @ _FACE_AXIS_ONE_HOT.T) * FACE_SIGN  # (2, 6)
+    support = jp.min(along, axis=0) - radius - _FACE_AXIS_ONE_HOT @ box_half
     overlapping = jp.all(support < 0.0)
-    face = jp.argmax(support)
-    k, sign = FACE_AXIS[face], FACE_SIGN[face]
-    face_normal = jp.zeros(3).at[k].set(sign)
+    face = _one_hot(jp.argmax(support), 6)
+    sign = face @ FACE_SIGN
+    k = face @ _FACE_AXIS_ONE_HOT  # (3,) one-hot of the face's axis
+    face_normal = k * sign
 
     # Clip the axis segment to the face rectangle: the two side slabs |x_m| <= h_m, m != k.
     direction = ends[1] - ends[0]
-    side = jp.arange(3) != k
+    side = k == 0
     safe_dir = jp.where(jp.abs(direction) > 1e-9, direction, 1e-9)
     t_a = (-box_half - ends[0]) / safe_dir
     t_b = (box_half - ends[0]) / safe_dir
@@ -170,20 +178,21 @@ def capsule_box_contacts(
     clipped_ok = (jp.max(t_enter) <= jp.min(t_leave)) & ~jp.any(never)
     clipped = ends[0] + jp.stack([t_lo, t_hi])[:, None] * direction  # (2, 3)
 
-    face_depth = radius + box_half[k] - clipped[:, k] * sign  # penetration of each clipped end point
+    face_depth = radius + box_half @ k - (clipped @ k) * sign  # penetration of each clipped end point
     face_depth = jp.where(clipped_ok & overlapping, face_depth, -1.0)
     deepest = clipped - face_normal * radius
-    face_pos = deepest.at[:, k].set(0.5 * (deepest[:, k] + sign * box_half[k]))
+    face_pos = jp.where(k > 0, 0.5 * (deepest + sign * box_half), deepest)
     face_normals = jp.broadcast_to(-face_normal, (2, 3))
 
     # Edge contact: the box edge nearest to the capsule axis.
     e_start, e_end, e_outward = _nearest_edges(box_half, c)
     on_cap, on_edge = jax.vmap(_closest_points_segments, in_axes=(None, None, 0, 0))(ends[0], ends[1], e_start, e_end)
     gaps = jp.sqrt(jp.sum((on_edge - on_cap) ** 2, axis=-1))
-    e = jp.argmin(gaps)
-    edge_axis, edge_gap = _safe_normalize(on_edge[e] - on_cap[e])
+    e = _one_hot(jp.argmin(gaps))
+    on_edge, on_cap = e @ on_edge, e @ on_cap
+    edge_axis, edge_gap = _safe_normalize(on_edge - on_cap)
     degenerate = edge_gap**2 < 1e-6
-    in_edge_region = jp.all(e_outward[e] @ edge_axis < 0.0)
+    in_edge_region = jp.all(jp.einsum("e,eij,j->i", e, e_outward, edge_axis) < 0.0)
     edge_depth = jp.where(~degenerate & in_edge_region, radius - edge_gap, -1.0)
     along_face_normal = (jp.abs(edge_axis @ face_normal) > 0.99) & ~degenerate
     min_face_depth = jp.min(face_depth)
@@ -193,7 +202,7 @@ def capsule_box_contacts(
         & ~along_face_normal
         & in_edge_region
     )
-    edge_pos = 0.5 * (on_edge[e] + on_cap[e] + edge_axis * radius)
+    edge_pos = 0.5 * (on_edge + on_cap + edge_axis * radius)
 
     dist = jp.where(use_edge, jp.array([-edge_depth, _NO_CONTACT]), -face_depth)
     pos = jp.where(use_edge, face_pos.at[0].set(edge_pos), face_pos) + box_pos
@@ -290,11 +299,14 @@ def resolve_contacts(sys: System, state: SpringState, c: SpringContact, world: S
     lin_all, pos_all = jp.concatenate(lins), jp.concatenate(poss)
     seg = jp.concatenate(segs)
     seg = jp.where(seg > -1, seg, num_links)
-    ang_all = jp.cross(pos_all - state.x_i.pos[jp.minimum(seg, num_links - 1)], lin_all)
-    lin_sum = jax.ops.segment_sum(lin_all, seg, num_links + 1)[:num_links]
-    ang_sum = jax.ops.segment_sum(ang_all, seg, num_links + 1)[:num_links]
-    count = jax.ops.segment_sum(jp.concatenate(actives).astype(jp.float32), seg, num_links + 1)
-    scale = 1.0 / (count[:num_links] + 1e-8)
+    # Per-link sums as a product with the (links, contacts) membership matrix: the link of every contact
+    # slot is fixed by the model, so the matrix is a constant and this avoids a scatter per env.
+    member = (jp.arange(num_links)[:, None] == seg[None, :]).astype(lin_all.dtype)  # (L, C)
+    ang_all = jp.cross(pos_all - member.T @ state.x_i.pos, lin_all)
+    lin_sum = member @ lin_all
+    ang_sum = member @ ang_all
+    count = member @ jp.concatenate(actives).astype(jp.float32)
+    scale = 1.0 / (count + 1e-8)
     lin_sum, ang_sum = lin_sum * scale[:, None], ang_sum * scale[:, None]
     return Motion(
         vel=lin_sum / state.mass[:, None],
