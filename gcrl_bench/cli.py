@@ -233,7 +233,12 @@ def list_(what):
         click.echo("tasks:")
         for name, entry in sorted(registry.task_entries().items(), key=lambda kv: (not kv[1].spec.benchmark, kv[0])):
             s = entry.spec
-            kind = "benchmark" if s.benchmark else "SANITY (not one of the ten)"
+            if s.benchmark:
+                kind = "benchmark"
+            elif entry.origin == registry.BUILTIN:
+                kind = "SANITY (not one of the ten)"
+            else:
+                kind = "plugin (not one of the ten)"
             budget = f"{PAPER_BUDGETS[name] // 1_000_000}M steps" if name in PAPER_BUDGETS else "-"
             click.echo(
                 f"  {name:<20} {kind:<27} obs {s.observation_size:>3} act {s.action_size:>2} goal {list(s.goal_indices)} "
@@ -242,8 +247,10 @@ def list_(what):
             )
     if what in ("algos", "all"):
         click.echo("algorithms:")
-        for name, entry in sorted(registry.algorithm_entries().items()):
-            click.echo(f"  {name:<10} {entry.algorithm.description} [{entry.origin}]")
+        algorithms = sorted(registry.algorithm_entries().items())
+        width = max([10] + [len(name) for name, _ in algorithms])
+        for name, entry in algorithms:
+            click.echo(f"  {name:<{width}} {entry.algorithm.description} [{entry.origin}]")
     if what in ("presets", "all"):
         click.echo("presets:")
         for p in PRESETS.values():
@@ -252,8 +259,9 @@ def list_(what):
             click.echo(f"          envs {l.num_envs}, unroll {l.unroll_length}, batch {l.batch_size}, updates/step "
                        f"{l.updates_per_step}, replay {l.min_replay_rows}-{l.max_replay_rows} rows, eval envs "
                        f"{l.num_eval_envs}, default budget {l.total_env_steps:,} env steps / {l.num_epochs} epochs")
-    for err in registry.PLUGIN_ERRORS:
-        click.echo(f"warning: {err}", err=True)
+    if what != "presets":
+        for err in registry.plugin_errors():
+            click.echo(f"warning: {err}", err=True)
 
 
 @cli.command()
