@@ -9,7 +9,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 
 from gcrl_bench import registry
 from gcrl_bench.config import derive_plan
-from gcrl_bench.runner import EpochReport, ExecutionOptions, RunSpec, run_isolated
+from gcrl_bench.runner import EpochReport, ExecutionOptions, RunSpec, StopOnSignal, run_isolated
 
 
 def run_grid(runs: list[RunSpec], out: Path, options: ExecutionOptions = ExecutionOptions()) -> list[str]:
@@ -31,8 +31,10 @@ def run_grid(runs: list[RunSpec], out: Path, options: ExecutionOptions = Executi
         TextColumn("left"),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, console=console, transient=False, disable=not console.is_terminal) as progress:
+    with Progress(*columns, console=console, transient=False, disable=not console.is_terminal) as progress, \
+            StopOnSignal() as stop:
         for i, run in enumerate(runs, 1):
+            stop.check(f"the sweep stopped before run {i}/{len(runs)} ({run.run_id})")
             n = run.network
             label = f"[{i}/{len(runs)}] {run.algo} {run.task} d{n.depth} w{n.width} s{run.seed}"
             total = derive_plan(run.loop, registry.task_spec(run.task)).total_env_steps

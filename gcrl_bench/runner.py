@@ -21,7 +21,7 @@ from gcrl_bench.checkpoint import CheckpointConfig
 from gcrl_bench.config import LoopConfig, derive_plan
 from gcrl_bench.errors import GcrlBenchError
 from gcrl_bench.networks import NetworkConfig
-from gcrl_bench.training import Trainer, compile_trainer
+from gcrl_bench.training import Compiled, Trainer, compile_trainer
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,29 +107,66 @@ class RunDiverged(FloatingPointError):
         self.epoch, self.row = epoch, row
 
 
-class _StopOnSignal:
-    """Turns the first SIGTERM/SIGINT into a request to stop at the next epoch boundary; a second one
-    abandons the current epoch at once (KeyboardInterrupt; the last periodic checkpoint remains).
-    Only the main thread can install handlers; elsewhere (thread pools) signals keep their defaults."""
+class StopOnSignal:
+    """Turns the first SIGTERM/SIGINT into a request to stop at the next epoch boundary (or before the
+    next run of a sweep); a second one abandons the current epoch at once (KeyboardInterrupt; the last
+    periodic checkpoint remains). Nested uses share the outermost handler. Only the main thread can
+    install handlers; elsewhere (thread pools) signals keep their defaults.
+
+    Attributes:
+      signum: the first signal received, or None.
+    """
+
+    _active: "StopOnSignal | None" = None
 
     def __init__(self):
         self.signum: int | None = None
         self._old: dict[int, Any] = {}
+        self._outer: StopOnSignal | None = None
 
     def _handle(self, signum, _frame):
         if self.signum is not None:
             raise KeyboardInterrupt
         self.signum = signum
 
-    def __enter__(self):
+    def __enter__(self) -> "StopOnSignal":
+        if StopOnSignal._active is not None:
+            self._outer = StopOnSignal._active
+            return self._outer
         if threading.current_thread() is threading.main_thread():
             for s in (signal.SIGTERM, signal.SIGINT):
                 self._old[s] = signal.signal(s, self._handle)
+            StopOnSignal._active = self
         return self
 
     def __exit__(self, *exc):
+        if self._outer is not None:
+            return
         for s, h in self._old.items():
             signal.signal(s, h)
+        if StopOnSignal._active is self:
+            StopOnSignal._active = None
+
+    def check(self, where: str) -> None:
+        """Raises RunInterrupted if a signal arrived (``where``: what was stopped, for the message)."""
+        if self.signum is not None:
+            raise RunInterrupted(f"{signal.Signals(self.signum).name}: {where}; rerun the same command to resume")
+
+
+_COMPILED: dict[Trainer, Compiled] = {}
+_KEEP_COMPILED = 2
+
+
+def _compiled(trainer: Trainer, key) -> tuple[Compiled, float]:
+    """The trainer's programs and the seconds spent compiling them now. The programs do not depend on the
+    seed, so the runs of a sweep that differ only in seed compile once per process (0 s after the first)."""
+    if trainer in _COMPILED:
+        return _COMPILED[trainer], 0.0
+    compiled = compile_trainer(trainer, key)
+    while len(_COMPILED) >= _KEEP_COMPILED:
+        _COMPILED.pop(next(iter(_COMPILED)))
+    _COMPILED[trainer] = compiled
+    return compiled, compiled.compile_seconds["total"]
 
 
 def _config_record(run: RunSpec, plan, spec, devices: int) -> dict:
@@ -168,14 +205,19 @@ def execute(run: RunSpec, out: Path, on_epoch: Callable[[EpochReport], None] | N
         folder.failure.unlink()
     results.atomic_write_text(folder.config, results.to_json(_config_record(run, plan, task.spec, devices)))
 
+    with StopOnSignal() as stop:
+        return _train(run, out, options, task, algorithm, plan, folder, devices, stop, on_epoch, on_phase)
+
+
+def _train(run, out, options, task, algorithm, plan, folder, devices, stop, on_epoch, on_phase) -> dict:
+    """The body of :func:`execute`, with SIGTERM/SIGINT turned into ``stop``."""
     mesh = sharding.make_mesh(devices) if devices > 1 else None
     key = jax.random.PRNGKey(run.seed)
     k_run, k_eval = jax.random.split(key)
     trainer = Trainer(task=task, algorithm=algorithm, algo_config=run.algo_config, loop=run.loop, mesh=mesh)
     if on_phase:
         on_phase("compiling")
-    compiled = compile_trainer(trainer, k_run)
-    compile_s = compiled.compile_seconds["total"]
+    compiled, compile_s = _compiled(trainer, k_run)
     ckpt = options.checkpoint
     save_buffer = 0 < checkpoint.buffer_bytes(compiled.state_shape) <= ckpt.buffer_max_bytes
 
@@ -206,51 +248,49 @@ def execute(run: RunSpec, out: Path, on_epoch: Callable[[EpochReport], None] | N
         if not restored.has_buffer:
             warnings.warn(f"run {run.run_id}: the checkpoint has no replay buffer; refilling it with the restored "
                           "policy (the resumed run is not identical to an uninterrupted one)", RuntimeWarning)
-            env_steps = state.env_steps
+            env_steps = int(state.env_steps)
             state = compiled.prefill(state)
-            refill_env_steps += int(state.env_steps - env_steps)
-            state = state.replace(env_steps=env_steps)
+            refill_env_steps += int(state.env_steps) - env_steps
+            state = compiled.place(state.replace(env_steps=np.int32(env_steps)))  # refill steps are not budget
     jax.block_until_ready(state)
+    stop.check(f"run {run.run_id} stopped before epoch {first_epoch}, nothing new to save")
 
     def host_state():
         return {"eval_key": np.asarray(jax.device_get(k_eval)).tolist(), "rows": rows,
                 "wall_time_s": wall_before + time.perf_counter() - t_start, "refill_env_steps": refill_env_steps}
 
-    with _StopOnSignal() as stop:
-        for epoch in range(first_epoch, run.loop.num_epochs + 1):
-            t0 = time.perf_counter()
-            state, train_metrics = compiled.epoch(state)
-            train_metrics = jax.device_get(train_metrics)
-            t_train = time.perf_counter() - t0
-            k_eval, k = jax.random.split(k_eval)
-            episodes = jax.device_get(compiled.evaluate(state.algo, k))
-            row = {
-                "epoch": epoch,
-                "env_steps": int(state.env_steps),
-                "wall_time_s": wall_before + time.perf_counter() - t_start,
-                "train_time_s": t_train,
-                "train/env_steps_per_s": plan.env_steps_per_epoch / t_train,
-                **{f"eval/{k}": float(np.mean(v)) for k, v in episodes.items()},
-                **{f"train/{k}": float(v) for k, v in train_metrics.items()},
-            }
-            bad = sorted(k for k, v in row.items() if k.startswith("train/") and not np.isfinite(v))
-            if not bool(compiled.all_finite(state.algo)):
-                bad.append("parameters")
-            if bad:
-                raise RunDiverged(f"diverged at epoch {epoch}: non-finite {', '.join(bad)}", epoch, row)
-            rows.append(row)
-            results.append_metrics(folder, rows)
-            if on_epoch:
-                on_epoch(EpochReport(epoch, run.loop.num_epochs, row["env_steps"], plan.total_env_steps,
-                                     row["train/env_steps_per_s"], row["eval/time_at_goal"], row["wall_time_s"]))
-            last = epoch == run.loop.num_epochs
-            periodic = ckpt.every_epochs and epoch % ckpt.every_epochs == 0
-            if not last and (periodic or stop.signum is not None):
-                checkpoint.save(folder.path, run.run_id, epoch, state, host_state(), save_buffer)
-            if stop.signum is not None and not last:
-                name = signal.Signals(stop.signum).name
-                raise RunInterrupted(f"{name}: run {run.run_id} stopped after epoch {epoch}/{run.loop.num_epochs}, "
-                                     "checkpoint written; rerun the same command to resume it")
+    for epoch in range(first_epoch, run.loop.num_epochs + 1):
+        t0 = time.perf_counter()
+        state, train_metrics = compiled.epoch(state)
+        train_metrics = jax.device_get(train_metrics)
+        t_train = time.perf_counter() - t0
+        k_eval, k = jax.random.split(k_eval)
+        episodes = jax.device_get(compiled.evaluate(state.algo, k))
+        row = {
+            "epoch": epoch,
+            "env_steps": int(state.env_steps),
+            "wall_time_s": wall_before + time.perf_counter() - t_start,
+            "train_time_s": t_train,
+            "train/env_steps_per_s": plan.env_steps_per_epoch / t_train,
+            **{f"eval/{k}": float(np.mean(v)) for k, v in episodes.items()},
+            **{f"train/{k}": float(v) for k, v in train_metrics.items()},
+        }
+        bad = sorted(k for k, v in row.items() if k.startswith("train/") and not np.isfinite(v))
+        if not bool(compiled.all_finite(state.algo)):
+            bad.append("parameters")
+        if bad:
+            raise RunDiverged(f"diverged at epoch {epoch}: non-finite {', '.join(bad)}", epoch, row)
+        rows.append(row)
+        results.append_metrics(folder, rows)
+        if on_epoch:
+            on_epoch(EpochReport(epoch, run.loop.num_epochs, row["env_steps"], plan.total_env_steps,
+                                 row["train/env_steps_per_s"], row["eval/time_at_goal"], row["wall_time_s"]))
+        last = epoch == run.loop.num_epochs
+        periodic = ckpt.every_epochs and epoch % ckpt.every_epochs == 0
+        if not last and (periodic or stop.signum is not None):
+            checkpoint.save(folder.path, run.run_id, epoch, state, host_state(), save_buffer)
+        if not last:
+            stop.check(f"run {run.run_id} stopped after epoch {epoch}/{run.loop.num_epochs}, checkpoint written")
 
     score = results.run_score(rows)
     results.atomic_write_bytes(folder.params, serialization.to_bytes(jax.device_get(state.algo)))
@@ -263,7 +303,7 @@ def execute(run: RunSpec, out: Path, on_epoch: Callable[[EpochReport], None] | N
         "resumed": restored is not None,
         "wall_time_s": wall_before + time.perf_counter() - t_start,
         "compile_time_s": compile_s,
-        "compile_seconds": compiled.compile_seconds,
+        "compile_seconds": compiled.compile_seconds if compile_s else {},  # empty: programs reused in-process
         "episode_length": task.spec.episode_length,
         "num_evaluations": len(rows),
         "final": {k: rows[-1][k] for k in rows[-1] if k.startswith("eval/")},
