@@ -156,7 +156,14 @@ def _title_page(results: Results, *, reps: int, seed: int, num_curve_points: str
         ("Hardware", "; ".join(sorted(hardware))),
         ("Score of a run", "time at goal (steps within the success radius out of the episode length), "
                            "mean over the run's last 5 evaluations"),
-        ("Aggregate over tasks", "normalised score = score / episode length, in [0, 1]"),
+        ("Aggregate over tasks", "normalised score = score / episode length, in [0, 1]; a configuration's runs form "
+                                 "a (runs x tasks) matrix: with unequal seed counts each task keeps its lowest seeds up "
+                                 "to the smallest count (the runs left out are named under the aggregate table)"),
+        ("Comparisons", "probability of improvement: each depth vs depth 4 of the same algorithm and width, each "
+                        "algorithm vs crl at the same depth and width, over the tasks both ran; critical depth: "
+                        "smallest depth whose interval lies above depth 4's"),
+        ("Sample efficiency", "IQM over runs and tasks of the normalised time at goal; all runs of a configuration "
+                              "interpolated onto the union of their evaluation steps within the range every run covers"),
         ("Intervals", f"95% percentile stratified bootstrap over seeds (rliable "
                       f"{importlib.metadata.version('rliable')}), {reps:,} resamples, seed {seed}"),
         ("Learning curves", "each configuration's runs are linearly interpolated onto the union of their "
@@ -394,15 +401,15 @@ def _comparison_page(improvements: pd.DataFrame, profiles: list, efficiency: lis
         poi_axes.set_yticklabels(labels, fontsize=8)
     poi_axes.axvline(0.5, color="tab:red", linestyle="--", linewidth=1)
     poi_axes.set_xlim(0, 1)
-    poi_axes.set_xlabel("P(X > Y)")
-    poi_axes.set_title("probability of improvement (0.5: no difference)")
+    poi_axes.set_xlabel("P(X > Y)\n(dashed: 0.5, no difference)")
+    poi_axes.set_title("probability of improvement")
     for band in profiles:
         key = (band.algo, band.depth, band.width)
         profile_axes.plot(band.x, band.y, color=colour[key], linewidth=1.8, label=_configuration_label(*key))
         profile_axes.fill_between(band.x, band.lower, band.upper, color=colour[key], alpha=0.2, linewidth=0)
-    profile_axes.set_xlabel("normalised score threshold tau")
+    profile_axes.set_xlabel("normalised score threshold tau\n(axis up to the best run's score)")
     profile_axes.set_ylabel("fraction of runs with score > tau")
-    profile_axes.set_title("performance profile (tau up to the best run)")
+    profile_axes.set_title("performance profile")
     profile_axes.set_ylim(-0.02, 1.02)
     profile_axes.legend(fontsize=8)
     max_steps = max((float(b.x.max()) for b in efficiency), default=0.0)
@@ -564,7 +571,7 @@ def build_report(
                               "(success: fraction of evaluation episodes). Wall clock: training and evaluation, "
                               "without compilation. Parameters: all networks of the agent (from params.msgpack)."),
                 *_table_pages("Runs not included", _not_included_table(results),
-                              "Runs without a complete summary.json (in progress or failed) or without a finite "
+                              "Runs with a failure.json, without a complete summary.json (in progress or failed) or without a finite "
                               "score. They appear in no table or curve; no value is filled in for them."),
             ]
             for page in pages:

@@ -119,6 +119,10 @@ def test_known_scores_give_known_mean_and_a_covering_interval():
     assert intervals["iqm"].estimate == pytest.approx(3.0)
     for interval in intervals.values():
         assert 1.0 <= interval.lower < interval.estimate < interval.upper <= 10.0
+    # Two runs (0, 1): a resample's mean is 0, 0.5 or 1 with probabilities 1/4, 1/2, 1/4, so the 95%
+    # percentile interval is exactly [0, 1].
+    pair = stats.seed_mean_interval(np.array([0.0, 1.0]), rng=np.random.default_rng(0), reps=2000)
+    assert (pair.estimate, pair.lower, pair.upper) == (0.5, 0.0, 1.0)
     constant = stats.seed_mean_interval(np.array([5.0, 5.0, 5.0]), rng=np.random.default_rng(0), reps=100)
     assert (constant.estimate, constant.lower, constant.upper) == (5.0, 5.0, 5.0)
 
