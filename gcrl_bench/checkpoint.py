@@ -206,6 +206,16 @@ def restore_state(restored: Restored, template, fresh_buffer=None):
     return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(template), leaves)
 
 
+def discard_after(run_path: Path, epoch: int) -> None:
+    """Deletes checkpoints newer than ``epoch`` (damaged ones a resumed run skipped), so that they can never
+    be taken for the newest, and any temporary files of interrupted writes."""
+    ckpt = folder(run_path)
+    if ckpt.is_dir():
+        for p in ckpt.iterdir():
+            if p.name.endswith(".tmp") or (p.suffix == ".ckpt" and p.stem > f"epoch-{epoch:06d}"):
+                p.unlink()
+
+
 def remove(run_path: Path) -> None:
     """Deletes a run's checkpoints (called once the run's final files are written)."""
     ckpt = folder(run_path)

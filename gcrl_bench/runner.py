@@ -224,6 +224,7 @@ def _train(run, out, options, task, algorithm, plan, folder, devices, stop, on_e
     restored = checkpoint.load_latest(folder.path, run.run_id, compiled.state_shape)
     t_start = time.perf_counter()
     refill_env_steps = 0
+    checkpoint.discard_after(folder.path, restored.epoch if restored else 0)
     if restored is None:
         for stale in (folder.metrics, folder.params):  # an earlier attempt without a checkpoint starts over
             if stale.exists():

@@ -58,7 +58,8 @@ def test_damaged_newest_falls_back_to_previous(tmp_path, damage):
     with pytest.warns(RuntimeWarning, match="skipping checkpoint .*epoch-000002"):
         got = checkpoint.load_latest(tmp_path, "run", TEMPLATE)
     assert got.epoch == 1
-    newest.unlink()
+    checkpoint.discard_after(tmp_path, got.epoch)  # what a resumed run does: the damaged file goes
+    assert sorted(p.name for p in checkpoint.folder(tmp_path).iterdir()) == ["epoch-000001.ckpt"]
     (checkpoint.folder(tmp_path) / "epoch-000001.ckpt").write_bytes(b"")
     with pytest.warns(RuntimeWarning):
         assert checkpoint.load_latest(tmp_path, "run", TEMPLATE) is None  # a fresh start
