@@ -25,8 +25,8 @@ Camera
 The default view (``overview``) is derived from the scene: the axis-aligned box around every visible geom
 except the floor plane (over every frame of a video), looked at from azimuth 180 degrees, so that a
 maze reads as its layout in TASKS.md (layout rows downwards, columns to the right). Flat scenes (mazes)
-are seen from 60 degrees above the horizon, tall ones (a standing body) from 25 degrees; the distance is
-the smallest at which the whole box fits the image. ``top`` looks straight down; any camera named in
+are seen from 60 degrees above the horizon; tall ones (a standing body, an arm) from 25 degrees, across
+the box's longer horizontal side, 35 degrees off square. The distance is the smallest at which the whole box fits the image. ``top`` looks straight down; any camera named in
 the task's model can be used by name.
 
 This module imports imageio and Pillow (only here); the training loop never imports it.
@@ -60,6 +60,7 @@ IMAGE_SUFFIXES = (".png",)
 VIDEO_SUFFIXES = (".mp4", ".gif")
 FLAT_SCENE_ELEVATION = -60.0
 TALL_SCENE_ELEVATION = -25.0
+OBLIQUE_AZIMUTH = 35.0
 FRAME_MARGIN = 1.04
 """The framed box is enlarged by this factor so that nothing touches the image border."""
 
@@ -216,12 +217,15 @@ def frame_box(low: np.ndarray, high: np.ndarray, width: int, height: int, fovy_d
         raise ConfigError(f"unknown view {view!r}; use one of {', '.join(VIEWS)}")
     size = (high - low) * FRAME_MARGIN
     centre = (low + high) / 2
+    flat = size[2] < 0.3 * max(size[0], size[1])
     if view == "top":
         elevation = -89.9
     else:
-        flat = size[2] < 0.3 * max(size[0], size[1])
         elevation = FLAT_SCENE_ELEVATION if flat else TALL_SCENE_ELEVATION
-    azimuth = 180.0
+    # A flat scene (a maze) is seen from +x, so that it reads as its layout; a tall one obliquely (35 degrees
+    # off) across its longer horizontal side, so that a body and a goal beside it are seen side by side
+    # and a vertical arm does not hide what lies behind its base.
+    azimuth = 180.0 if flat else (180.0 if size[1] >= size[0] else 90.0) - OBLIQUE_AZIMUTH
     forward, right, up = _axes(azimuth, elevation)
     tan_y = math.tan(math.radians(fovy_deg) / 2)
     tan_x = tan_y * width / height

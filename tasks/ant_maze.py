@@ -344,8 +344,12 @@ class AntMaze:
             tex = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_TEXTURE, "texplane")
             start = model.tex_adr[tex]
             stop = start + model.tex_height[tex] * model.tex_width[tex] * model.tex_nchannel[tex]
-            model.tex_data[start:stop] = np.where(model.tex_data[start:stop] < 128, 190, 214)
+            model.tex_data[start:stop] = np.where(model.tex_data[start:stop] < 128, 165, 190)
             model.mat_reflectance[:] = 0.0
+            # brax's full-strength light plus MuJoCo's headlight wash the scene out when seen from above.
+            model.light_diffuse[:] = 0.5
+            model.vis.headlight.diffuse[:] = 0.35
+            model.vis.headlight.ambient[:] = 0.25
             self._render_model = model
         return self._render_model
 
