@@ -286,6 +286,16 @@ class Humanoid:
         physics = spring_pipeline.init(self.sys, q, jp.zeros(self.sys.qd_size()))
         return self._env_state(physics, jp.zeros(self.sys.act_size()))
 
+    def contains_goal(self, goal: Array, evaluation: bool = False) -> Array:
+        """() bool: ``goal`` (3,) is in the goal set: radius in [1, 5] m on open floor, a goal cell centre
+        in a maze, at height GOAL_Z. Evaluation uses the training goals."""
+        del evaluation
+        at_height = jp.abs(goal[2] - GOAL_Z) < 1e-6
+        if self.goals is None:
+            r = jp.linalg.norm(goal[:2])
+            return at_height & (r >= GOAL_RADIUS[0] - 1e-5) & (r <= GOAL_RADIUS[1] + 1e-5)
+        return at_height & jp.any(jp.all(jp.abs(self.goals - goal[:2]) < 1e-5, axis=1))
+
     def step(self, state: EnvState, action: Array) -> EnvState:
         ctrl = ACTION_SCALE * action
         return self._env_state(self.physics_step(state.physics, ctrl), ctrl)

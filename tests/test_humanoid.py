@@ -145,6 +145,12 @@ def test_reset_obs_and_goals(open_floor, u_maze):
     goals = {tuple(g) for g in np.asarray(m.physics.q[:, 24:26]).tolist()}
     assert goals == {tuple(map(float, humanoid.cell_xy(c))) for c in humanoid.cells(u_maze.layout, "G")}
     np.testing.assert_allclose(m.obs[:, :3], np.tile([2.0, 2.0, 1.4], (256, 1)), atol=1e-6)
+    # contains_goal accepts every reset goal and rejects goals outside the set
+    for task, obs in ((open_floor, s.obs), (u_maze, m.obs)):
+        assert bool(jp.all(jax.vmap(task.contains_goal)(obs[:, 268:])))
+    assert not bool(open_floor.contains_goal(jp.array([0.5, 0.0, 1.25])))
+    assert not bool(open_floor.contains_goal(jp.array([3.0, 0.0, 1.0])))
+    assert not bool(u_maze.contains_goal(jp.array([2.0, 2.0, 1.25])))  # the start cell is not a goal
 
 
 def test_actuator_forces_in_obs(open_floor):

@@ -1,13 +1,16 @@
-"""Env throughput of the ant mazes against the same ant on open floor.
+"""Env throughput of every benchmark task, beside JaxGCRL's figures on the same kind of machine.
 
 Run: ``pytest tests/benchmarks -m benchmark --benchmark-enable -s -k env_throughput``.
 
-Each task: 256 environments, one jitted program running a 100-step ``lax.scan`` of ``vmap(step)`` with
-uniform random actions. Reported: env steps per second (best of 3 runs after compilation) and the
-compile time of that program (cold: the program is made unique so the persistent cache cannot serve it).
-A final table prints every maze beside the open-floor ant with the ratios maze / open floor; the
-target is a ratio >= 0.5 for throughput and <= 2 for compile time. One extra row measures brax's own
-pipeline with every wall box in the model (big maze, 10-step scan, since it is slow).
+Each task: one jitted program running a ``lax.scan`` of ``vmap(step)`` with uniform random actions, at 256
+environments (100 steps) and at 1024 environments (20 steps, to stay cheap). Reported: env steps per second
+(best of 3 runs after a warm-up call) and the compile time of that program (cold: the program is made
+unique so the persistent cache cannot serve it). The final table prints every task beside JaxGCRL's
+numbers (/work/shared/baseline/RESULTS.md: JaxGCRL 0.2.8, brax 0.12.1, a 2-vCPU machine of this kind) as
+ratios ours / JaxGCRL, and each maze beside its open-floor body (ant, humanoid): the target for a maze is
+at least half the open floor's env steps/s. Machines are shared and noisy: compare ratios measured side by
+side, not absolute numbers across runs. One extra row measures brax's own pipeline with every wall box in
+the model (ant big maze, 10-step scan, since it is slow).
 """
 
 import time
@@ -15,15 +18,28 @@ import time
 import jax
 import pytest
 
+from gcrl_bench import registry
 from gcrl_bench.tasks import ant_maze
 
-N_ENVS = 256
-N_STEPS = 100
-MAZES = ["ant_u4_maze", "ant_u5_maze", "ant_big_maze", "ant_hardest_maze"]
-_RESULTS: dict[str, tuple[float, float]] = {}
+SIZES = {256: 100, 1024: 20}
+"""Parallel envs -> scan length of the measured program."""
+
+# JaxGCRL env steps/s at 256 and 1024 envs and compile seconds (None: not measured / too slow to measure).
+JAXGCRL: dict[str, tuple[float | None, float | None, float | None]] = {
+    "ant": (13_312, 14_350, 10),
+    "ant_big_maze": (218, None, 16),
+    "humanoid": (4_411, 4_762, 25),
+    "humanoid_u_maze": (231, None, 58),
+    "arm_push_easy": (246, None, 69),
+    "arm_binpick_hard": (53, None, None),
+}
+OPEN_FLOOR = {"ant": "ant", "humanoid": "humanoid"}
+"""Body family prefix -> the open-floor task its mazes are compared with."""
+
+_RESULTS: dict[tuple[str, int], tuple[float, float]] = {}
 
 
-def measure(task, n_envs: int = N_ENVS, n_steps: int = N_STEPS, repeats: int = 3) -> tuple[float, float]:
+def measure(task, n_envs: int, n_steps: int, repeats: int = 3) -> tuple[float, float]:
     """(env steps per second, compile seconds) of a jitted n_steps scan over vmap(step), n_envs envs."""
     keys = jax.random.split(jax.random.PRNGKey(0), n_envs)
     states = jax.jit(jax.vmap(task.reset))(keys)
@@ -52,31 +68,54 @@ def measure(task, n_envs: int = N_ENVS, n_steps: int = N_STEPS, repeats: int = 3
     return n_envs * n_steps / best, compile_s
 
 
+def _fmt(x, spec):
+    return format(x, spec) if x is not None else "-".rjust(int(spec.split(".")[0] or 0))
+
+
+def _ratio(a, b):
+    return f"{a / b:.2f}" if a is not None and b else "-"
+
+
 @pytest.fixture(scope="module")
 def table():
     yield _RESULTS
-    if "ant" not in _RESULTS:
+    if not _RESULTS:
         return
-    base_sps, base_compile = _RESULTS["ant"]
-    print(f"\n{'task':28s} {'env steps/s':>12s} {'compile s':>10s} {'steps/s ratio':>14s} {'compile ratio':>14s}")
-    for name, (sps, compile_s) in _RESULTS.items():
-        print(f"{name:28s} {sps:12.0f} {compile_s:10.1f} {sps / base_sps:14.2f} {compile_s / base_compile:14.2f}")
+    print(f"\n{'task':32s} {'envs':>5s} {'ours/s':>9s} {'JaxGCRL/s':>10s} {'ratio':>6s} "
+          f"{'compile s':>10s} {'JaxGCRL s':>10s} {'vs open floor':>14s}")
+    for (name, n_envs), (sps, compile_s) in _RESULTS.items():
+        theirs = JAXGCRL.get(name, (None, None, None))
+        their_sps = theirs[0] if n_envs == 256 else theirs[1]
+        family = name.split("_")[0]
+        base = _RESULTS.get((OPEN_FLOOR.get(family, ""), n_envs))
+        vs_open = _ratio(sps, base[0]) if base and OPEN_FLOOR.get(family) != name else "-"
+        print(f"{name:32s} {n_envs:5d} {sps:9.0f} {_fmt(their_sps, '10.0f')} {_ratio(sps, their_sps):>6s} "
+              f"{compile_s:10.1f} {_fmt(theirs[2] if n_envs == 256 else None, '10.0f')} {vs_open:>14s}")
+
+
+def _task_names() -> list[str]:
+    return ["ant", *registry.benchmark_task_names()]
+
+
+def _make(name: str):
+    return ant_maze.make_open_floor_ant() if name == "ant" else registry.get_task(name)
 
 
 @pytest.mark.benchmark
-@pytest.mark.parametrize("name", ["ant", *MAZES])
-def test_env_throughput(benchmark, table, name):
-    task = ant_maze.make_open_floor_ant() if name == "ant" else ant_maze.make_ant_maze(name)
-    sps, compile_s = benchmark.pedantic(measure, args=(task,), rounds=1, iterations=1)
-    benchmark.extra_info.update(env_steps_per_s=sps, compile_s=compile_s, n_envs=N_ENVS, n_steps=N_STEPS)
-    table[name] = (sps, compile_s)
+@pytest.mark.parametrize("n_envs", list(SIZES))
+@pytest.mark.parametrize("name", _task_names())
+def test_env_throughput(benchmark, table, name, n_envs):
+    n_steps = SIZES[n_envs]
+    sps, compile_s = benchmark.pedantic(measure, args=(_make(name), n_envs, n_steps), rounds=1, iterations=1)
+    benchmark.extra_info.update(env_steps_per_s=sps, compile_s=compile_s, n_envs=n_envs, n_steps=n_steps)
+    table[(name, n_envs)] = (sps, compile_s)
 
 
 @pytest.mark.benchmark
 def test_env_throughput_brax_all_walls(benchmark, table):
     """brax's own pipeline with all 38 wall boxes of the big maze in the model (the slow path)."""
     task = ant_maze.make_ant_maze("ant_big_maze", collision="brax")
-    sps, compile_s = benchmark.pedantic(measure, args=(task,), kwargs=dict(n_steps=10, repeats=1), rounds=1,
+    sps, compile_s = benchmark.pedantic(measure, args=(task, 256, 10), kwargs=dict(repeats=1), rounds=1,
                                         iterations=1)
-    benchmark.extra_info.update(env_steps_per_s=sps, compile_s=compile_s, n_envs=N_ENVS, n_steps=10)
-    table["ant_big_maze (brax, all walls)"] = (sps, compile_s)
+    benchmark.extra_info.update(env_steps_per_s=sps, compile_s=compile_s, n_envs=256, n_steps=10)
+    table[("ant_big_maze (brax, all walls)", 256)] = (sps, compile_s)
