@@ -82,10 +82,11 @@ RESET_NOISE = 0.1
 """Half-width of the uniform noise on every q entry at reset; qd gets RESET_NOISE * N(0, 1)."""
 HEALTHY_Z = (0.2, 1.0)
 """Torso heights outside this range terminate the episode."""
-RENDER_GOAL_RGBA = (0.9, 0.1, 0.1, 1.0)
+RENDER_GOAL_RGBA = (0.9, 0.1, 0.1, 0.5)
 RENDER_BODY_RGBA = (0.95, 0.75, 0.2, 1.0)
 RENDER_WALL_RGBA = (0.45, 0.52, 0.65, 1.0)
-"""Colours of the drawn scene (render_model): goal marker, the ant, wall boxes."""
+"""Colours of the drawn scene (render_model): goal marker (translucent: the ant stays visible inside it), the
+ant, wall boxes."""
 
 # Layout legend: '#' wall, '.' free floor, 'R' start, 'G' goal. Row i -> world x = 4 i, column j -> y = 4 j.
 LAYOUTS: dict[str, tuple[str, ...]] = {

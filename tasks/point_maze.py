@@ -46,7 +46,7 @@ DT = 0.1
 WALL_HEIGHT = 0.4
 """Height of the drawn wall boxes (drawing only; the physics is planar)."""
 GOAL_MARKER_RADIUS = 0.15
-"""Radius of the drawn goal sphere (drawing only)."""
+"""Radius of the drawn goal disc on the floor (drawing only; the point mass stays visible on it)."""
 
 SPEC = TaskSpec(
     name="point_u_maze",
@@ -110,8 +110,8 @@ class PointUMaze:
     # -- drawing (gcrl_bench.interface.RenderableTask; host side, never traced)
     def render_model(self):
         """A MuJoCo scene of the maze for drawing only (the physics above is pure JAX): a floor, one
-        1 x 1 x 0.4 m box per wall cell, the point mass (gold sphere of radius RADIUS) and the goal (red
-        sphere), each on two slide joints, so qpos = [x, y, goal x, goal y]."""
+        1 x 1 x 0.4 m box per wall cell, the point mass (gold sphere of radius RADIUS) and the goal (flat red
+        disc), each on two slide joints, so qpos = [x, y, goal x, goal y]."""
         import mujoco  # drawing only: the task itself never needs MuJoCo
 
         walls = "\n".join(
@@ -136,10 +136,10 @@ class PointUMaze:
       <joint name="y" type="slide" axis="0 1 0"/>
       <geom type="sphere" size="{RADIUS}" rgba="0.95 0.75 0.2 1"/>
     </body>
-    <body name="goal" pos="0 0 {GOAL_MARKER_RADIUS}">
+    <body name="goal" pos="0 0 0.01">
       <joint name="goal_x" type="slide" axis="1 0 0"/>
       <joint name="goal_y" type="slide" axis="0 1 0"/>
-      <geom type="sphere" size="{GOAL_MARKER_RADIUS}" rgba="0.9 0.1 0.1 1" contype="0" conaffinity="0"/>
+      <geom type="cylinder" size="{GOAL_MARKER_RADIUS} 0.01" rgba="0.9 0.1 0.1 1" contype="0" conaffinity="0"/>
     </body>
   </worldbody>
 </mujoco>"""
