@@ -429,7 +429,10 @@ class ArmTask:
         return jp.all(offset <= s.goal_half + 1e-6) & (jp.abs(goal[2] - GOAL_Z) < 1e-6)
 
     def step(self, state: EnvState, action: Array) -> EnvState:
-        return self._env_state(self.physics_step(state.physics, action_to_ctrl(action)))
+        physics = self.physics_step(state.physics, action_to_ctrl(action))
+        # carry the commanded goal over from the observation bit for bit (XLA may round the reset's goal
+        # arithmetic differently where it fuses it into the observation)
+        return self._env_state(physics.replace(goal=state.obs[self.spec.state_size:]))
 
     def _env_state(self, physics: ArmPhysics) -> EnvState:
         return EnvState(physics=physics, obs=self.observation(physics), terminated=jp.zeros((), jp.float32))
