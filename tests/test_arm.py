@@ -197,10 +197,10 @@ def test_rollout_deterministic_finite_and_physical(push):
     np.testing.assert_array_equal(obs1[..., 17:], np.broadcast_to(np.asarray(state0.obs)[:, 17:], obs1[..., 17:].shape))
     other, _ = rollout(state0, actions[:, ::-1])
     assert not np.allclose(np.asarray(other.obs), np.asarray(s1.obs))
-    # end-effector velocity (obs 13:16) is the link7 origin's world velocity, as MuJoCo computes it
+    # end-effector velocity (obs 13:16) is the link7 frame origin's world velocity (XBODY: origin, not com)
     data = _mj_data(task, s1.physics.qpos[0], s1.physics.qvel[0])
     vel = np.zeros(6)
-    mujoco.mj_objectVelocity(task.mj_model, data, mujoco.mjtObj.mjOBJ_BODY, task.mj_model.body("link7").id, vel, 0)
+    mujoco.mj_objectVelocity(task.mj_model, data, mujoco.mjtObj.mjOBJ_XBODY, task.mj_model.body("link7").id, vel, 0)
     np.testing.assert_allclose(np.asarray(s1.obs[0, 13:16]), vel[3:], atol=1e-4)
 
 
