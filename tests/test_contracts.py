@@ -4,7 +4,9 @@ authors use (gcrl_bench.testing).
 Tasks: pure-JAX tasks run the full check (1000 random-action steps in 64 environments). Physics tasks
 (brax spring, mjx) are dominated by compilation and, on a CPU, by stepping: the default run checks them
 on a short horizon (50 steps in 4 environments: spec, shapes, dtypes, goal slice, finiteness,
-termination flags, reproducibility); the full 1000 x 64 NaN check runs under ``-m slow``. Evaluation goal
+termination flags, reproducibility); the full 1000 x 64 NaN check runs under ``-m slow``. MJX tasks
+(the arm family) take minutes to compile on a CPU, so their short check also runs under ``-m slow``;
+tests/test_arm.py covers their spec, resets and models in the default run. Evaluation goal
 sets share their task's physics and are checked by the same call (``reset(key, evaluation=True)``).
 
 Algorithms: every algorithm takes 8 updates on batches that the real relabeller built from point_u_maze
@@ -26,7 +28,15 @@ def _is_cheap(name: str) -> bool:
     return registry.task_spec(name).backend in CHEAP_BACKENDS
 
 
-@pytest.mark.parametrize("name", TASKS)
+SLOW_BACKENDS = ("mjx",)  # minutes of XLA compile per task on a CPU
+
+
+def _task_param(name: str):
+    slow = registry.task_spec(name).backend in SLOW_BACKENDS
+    return pytest.param(name, marks=pytest.mark.slow) if slow else name
+
+
+@pytest.mark.parametrize("name", [_task_param(n) for n in TASKS])
 def test_task_contract(name):
     if _is_cheap(name):
         report = check_task(name, num_envs=64, num_steps=1000, key=jax.random.PRNGKey(1))
