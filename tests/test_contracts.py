@@ -4,9 +4,11 @@ authors use (gcrl_bench.testing).
 Tasks: pure-JAX tasks run the full check (1000 random-action steps in 64 environments). Physics tasks
 (brax spring, mjx) are dominated by compilation and, on a CPU, by stepping: the default run checks them
 on a short horizon (50 steps in 4 environments: spec, shapes, dtypes, goal slice, finiteness,
-termination flags, reproducibility); the full 1000 x 64 NaN check runs under ``-m slow``. MJX tasks
-(the arm family) take minutes to compile on a CPU, so their short check also runs under ``-m slow``;
-tests/test_arm.py covers their spec, resets and models in the default run. Evaluation goal
+termination flags, reproducibility); the full 1000 x 64 NaN check runs under ``-m slow``. By default one
+task per spring family is checked (ant_u4_maze, humanoid_u_maze; the other layouts run the same code and
+have their own tests in test_ant_maze.py / test_humanoid.py); MJX tasks (the arm family) take minutes to
+compile on a CPU, so their check runs under ``-m slow`` and tests/test_arm.py covers their spec, resets
+and models in the default run. Evaluation goal
 sets share their task's physics and are checked by the same call (``reset(key, evaluation=True)``).
 
 Algorithms: every algorithm takes 8 updates on batches that the real relabeller built from point_u_maze
@@ -29,10 +31,14 @@ def _is_cheap(name: str) -> bool:
 
 
 SLOW_BACKENDS = ("mjx",)  # minutes of XLA compile per task on a CPU
+# Tasks of one family share their code and differ in layout; the default run checks one per spring family
+# (every spring task under -m slow), the families' own test files cover each layout.
+DEFAULT_SPRING = ("ant_u4_maze", "humanoid_u_maze")
 
 
 def _task_param(name: str):
-    slow = registry.task_spec(name).backend in SLOW_BACKENDS
+    backend = registry.task_spec(name).backend
+    slow = backend in SLOW_BACKENDS or (backend == "spring" and name not in DEFAULT_SPRING)
     return pytest.param(name, marks=pytest.mark.slow) if slow else name
 
 

@@ -35,6 +35,7 @@ def _same_results(out, reference):
     results.validate_directory(out)
 
 
+@pytest.mark.slow  # spawns worker processes that each import JAX and compile: ~1.5 min on 2 cores
 def test_local_worker_processes(tmp_path, reference):
     assert run_all(grid(), tmp_path, OPTIONS, ExecutorConfig(kind="local", workers=2)) == []
     _same_results(tmp_path, reference)
