@@ -64,7 +64,7 @@ from brax.spring import pipeline as spring_pipeline
 from brax.spring.base import State as SpringState
 
 from gcrl_bench.interface import EnvState, TaskSpec
-from gcrl_bench.tasks import maze_walls
+from gcrl_bench.tasks import ant_maze, maze_walls
 
 Array = jax.Array
 
@@ -98,16 +98,7 @@ LAYOUTS: dict[str, tuple[str, ...]] = {
         "#GGG#",
         "#####",
     ),
-    "big_maze": (
-        "########",
-        "#RG##GG#",
-        "#GG#GGG#",
-        "##GGG###",
-        "#GG#GGG#",
-        "#G#GG#G#",
-        "#GGG#GG#",
-        "########",
-    ),
+    "big_maze": ant_maze.LAYOUTS["big_maze"],  # the ant's big maze grid, drawn at 2 m cells
 }
 
 
