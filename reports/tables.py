@@ -165,7 +165,11 @@ def long_table(tasks: pd.DataFrame, aggregates: pd.DataFrame, improvements: pd.D
             "statistic": "critical_depth", "value": row["critical_depth"], "unit": "layers",
             "versus": f"depth 4 (depths run: {row['depths']})",
         })
-    return pd.DataFrame(rows, columns=list(CSV_COLUMNS))
+    table = pd.DataFrame(rows, columns=list(CSV_COLUMNS))
+    # Integer columns stay integers in the CSV ("8", not "8.0"); rows without one (critical depth) stay empty.
+    for column in ("depth", "width", "num_seeds", "num_tasks"):
+        table[column] = pd.to_numeric(table[column]).round().astype("Int64")
+    return table
 
 
 def display_improvement_table(improvements: pd.DataFrame) -> pd.DataFrame:
