@@ -29,42 +29,20 @@ machines), and every score must clearly beat the untrained policy. The default s
 td3_her and gcbc; sac is behind the ``slow`` marker to keep the suite's time budget.
 """
 
-import jax
 import numpy as np
 import pytest
 
-from gcrl_bench import registry
-from gcrl_bench.config import SANITY_LOOP, LoopConfig
-from gcrl_bench.networks import NetworkConfig
-from gcrl_bench.training import Trainer, compile_trainer
+from learning_helpers import learning_curve
 
 # algorithm -> (minimum score, minimum gain over the untrained policy)
 THRESHOLDS = {"sac_her": (40.0, 30.0), "td3_her": (15.0, 12.0), "gcbc": (3.0, 2.5), "sac": (20.0, 15.0)}
-
-
-def _learning_curve(name: str) -> tuple[float, list[float]]:
-    task = registry.get_task("point_u_maze")
-    algo = registry.get_algorithm(name)
-    config = algo.config_cls(network=NetworkConfig(depth=4, width=64))
-    loop = LoopConfig(**SANITY_LOOP)
-    compiled = compile_trainer(Trainer(task, algo, config, loop), jax.random.PRNGKey(0))
-    state = compiled.init(jax.random.PRNGKey(0))
-    before = float(np.mean(compiled.evaluate(state.algo, jax.random.PRNGKey(7))["time_at_goal"]))
-    state = compiled.prefill(state)
-    curve = []
-    for _ in range(loop.num_epochs):
-        state, metrics = compiled.epoch(state)
-        curve.append(float(np.mean(compiled.evaluate(state.algo, jax.random.PRNGKey(7))["time_at_goal"])))
-    assert all(np.isfinite(float(v)) for v in metrics.values()), metrics
-    print(f"{name} time at goal: untrained {before:.1f}, curve {[round(c, 1) for c in curve]}")
-    return before, curve
 
 
 @pytest.mark.parametrize(
     "name", ["sac_her", "td3_her", "gcbc", pytest.param("sac", marks=pytest.mark.slow)]
 )
 def test_baseline_learns_point_u_maze(name):
-    before, curve = _learning_curve(name)
+    before, curve, _ = learning_curve(name)
     score = float(np.mean(curve[-3:]))
     minimum, gain = THRESHOLDS[name]
     assert score >= minimum, (name, curve)
