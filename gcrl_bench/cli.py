@@ -144,6 +144,7 @@ def run(algos, tasks, depths, widths, seeds, preset, env_steps, epochs, out, res
     from gcrl_bench.config import derive_plan, get_preset
     from gcrl_bench.networks import NetworkConfig
     from gcrl_bench.runner import RunSpec
+    from gcrl_bench import xla_setup
 
     algo_names = _csv("algos", algos)
     task_names = _csv("tasks", tasks) if tasks is not None else registry.benchmark_task_names()
@@ -152,6 +153,7 @@ def run(algos, tasks, depths, widths, seeds, preset, env_steps, epochs, out, res
     for name in algo_names:
         registry.get_algorithm(name)
     specs = {name: registry.task_spec(name) for name in task_names}
+    xla_setup.configure_for(specs.values())  # before the first JAX computation
     if not task_names:
         raise ConfigError("no benchmark tasks are registered; pass --tasks (see `gcrl-bench list tasks`)")
     if checkpoint_buffer_limit_mb < 0:

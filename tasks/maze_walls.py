@@ -51,9 +51,9 @@ from flax import struct
 Array = jax.Array
 
 # Face k of a box: axis FACE_AXIS[k], outward sign FACE_SIGN[k].
-FACE_AXIS = jp.array([0, 0, 1, 1, 2, 2])
-FACE_SIGN = jp.array([1.0, -1.0, 1.0, -1.0, 1.0, -1.0])
-_FACE_AXIS_ONE_HOT = jp.eye(3)[FACE_AXIS]  # (6, 3)
+FACE_AXIS = np.array([0, 0, 1, 1, 2, 2])
+FACE_SIGN = np.array([1.0, -1.0, 1.0, -1.0, 1.0, -1.0], np.float32)
+_FACE_AXIS_ONE_HOT = np.eye(3, dtype=np.float32)[FACE_AXIS]  # (6, 3)
 _NO_CONTACT = 1.0
 
 
