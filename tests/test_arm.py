@@ -1,9 +1,9 @@
 """Arm tasks (tasks/arm.py): spec, reset regions, observation, action mapping, servo accuracy, grasping,
 determinism, rendering.
 
-MJX on a CPU compiles slowly (2-4 minutes per rollout program on 2 cores), so the physics tests share two
-compiled rollouts, one for the push tasks (arm_push_easy and arm_push_hard have the same physics model)
-and one for binpick, and are marked slow; the default run checks spec, models, action mapping, resets,
+MJX programs take 20-30 s each to compile on 2 cores, so the physics tests share two compiled rollouts,
+one for the push tasks (arm_push_easy and arm_push_hard have the same physics model) and one for binpick,
+and are marked slow; the default run checks spec, models, action mapping, resets,
 observations against MuJoCo's kinematics and the render protocol.
 """
 
@@ -145,7 +145,7 @@ HOLD_ACTIONS = np.array([
 ], np.float32)
 
 
-@pytest.mark.slow  # compiles an MJX rollout: minutes on a 2-core CPU
+@pytest.mark.slow  # compiles and runs MJX rollouts: about a minute on a 2-core CPU
 def test_arm_reaches_servo_targets(push):
     """After 3 s of a constant action every arm joint rests at the servo's rest angle gain * ctrl / kp,
     up to the static error gravity leaves.
@@ -181,7 +181,7 @@ def test_arm_reaches_servo_targets(push):
         np.testing.assert_allclose(q[14:16], arm.FINGER_OPEN, atol=2e-3)  # ctrl 255 opens each finger fully
 
 
-@pytest.mark.slow  # compiles an MJX rollout: minutes on a 2-core CPU
+@pytest.mark.slow  # compiles and runs MJX rollouts: about a minute on a 2-core CPU
 def test_rollout_deterministic_finite_and_physical(push):
     task, rollout, reset = push
     n = len(HOLD_ACTIONS)
@@ -221,7 +221,7 @@ def test_render_protocol(push):
     assert model.ngeom > task.mj_model.ngeom  # drawn regions and marker are in the visual model only
 
 
-@pytest.mark.slow  # compiles an MJX rollout: minutes on a 2-core CPU
+@pytest.mark.slow  # compiles and runs MJX rollouts: about a minute on a 2-core CPU
 def test_binpick_grasp_lifts_cube(binpick):
     """The hand is lowered over the table beside the bins with the gripper open, the cube is placed
     between the finger pads, the gripper closes and the arm rises: the cube rises with it."""
