@@ -24,9 +24,13 @@ MJX_CPU_FLAG = "--xla_cpu_enable_concurrency_optimized_scheduler=false"
 
 
 def _backend_started() -> bool:
-    from jax._src import xla_bridge
+    """Whether JAX has started a backend (JAX has no public query; an unknown layout counts as not started)."""
+    try:
+        from jax._src import xla_bridge
 
-    return bool(getattr(xla_bridge, "_backends", {}))
+        return bool(getattr(xla_bridge, "_backends", {}))
+    except ImportError:
+        return False
 
 
 def configure_for(specs: Iterable[TaskSpec]) -> bool:
