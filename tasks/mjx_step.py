@@ -12,7 +12,8 @@ frame, the body offset and the joints in order; joint anchors and axes; inertial
 body, and separates consecutive bodies with ``jax.lax.optimization_barrier``, so each pose is computed
 once and read by its children. :func:`step` is ``mjx.step`` (``forward`` then the ``implicitfast``
 integrator) with that kinematics in place of MJX's, composed from MJX's public stage functions.
-tests/test_arm.py checks both against ``mjx.kinematics`` and ``mjx.step``.
+tests/test_mjx_step.py checks both against ``mjx.kinematics`` and ``mjx.step``. Large CPU runs of this
+step inside nested scans need the XLA flag of :mod:`gcrl_bench.xla_setup`.
 
 Limits: joints hinge, slide, ball and free; no mocap bodies, sites, sensors or tendons (the arm has
 none; :func:`check_supported` says so at construction).
