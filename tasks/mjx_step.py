@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jp
 import mujoco
 import numpy as np
+from brax import math as brax_math
 from mujoco import mjx
 
 Array = jax.Array
@@ -43,21 +44,8 @@ def check_supported(model: mujoco.MjModel) -> None:
                          f"{mujoco.mjtIntegrator(model.opt.integrator).name}")
 
 
-def _quat_mul(u: Array, v: Array) -> Array:
-    return jp.stack([
-        u[0] * v[0] - u[1] * v[1] - u[2] * v[2] - u[3] * v[3],
-        u[0] * v[1] + u[1] * v[0] + u[2] * v[3] - u[3] * v[2],
-        u[0] * v[2] - u[1] * v[3] + u[2] * v[0] + u[3] * v[1],
-        u[0] * v[3] + u[1] * v[2] - u[2] * v[1] + u[3] * v[0],
-    ])
-
-
-def _rotate(vec: Array, quat: Array) -> Array:
-    s, u = quat[0], quat[1:]
-    return 2.0 * jp.dot(u, vec) * u + (s * s - jp.dot(u, u)) * vec + 2.0 * s * jp.cross(u, vec)
-
-
 def _quat_to_mat(q: Array) -> Array:
+    """MJX's quaternion-to-matrix formula (brax.math.quat_to_3x3 divides by |q|^2; this keeps MJX's numbers)."""
     w, x, y, z = q
     return jp.stack([
         jp.stack([w * w + x * x - y * y - z * z, 2 * (x * y - w * z), 2 * (x * z + w * y)]),
@@ -91,8 +79,8 @@ def kinematics(model: mujoco.MjModel, d: mjx.Data) -> mjx.Data:
     axes: list[Array] = []
     for b in range(1, model.nbody):
         parent = int(model.body_parentid[b])
-        pos = positions[parent] + _rotate(f32(model.body_pos[b]), quats[parent])
-        quat = _quat_mul(quats[parent], f32(model.body_quat[b]))
+        pos = positions[parent] + brax_math.rotate(f32(model.body_pos[b]), quats[parent])
+        quat = brax_math.quat_mul(quats[parent], f32(model.body_quat[b]))
         for j in range(int(model.body_jntadr[b]), int(model.body_jntadr[b]) + int(model.body_jntnum[b])):
             kind, adr = int(model.jnt_type[j]), int(model.jnt_qposadr[j])
             jnt_pos, jnt_axis = f32(model.jnt_pos[j]), f32(model.jnt_axis[j])
@@ -103,18 +91,18 @@ def kinematics(model: mujoco.MjModel, d: mjx.Data) -> mjx.Data:
                 quat = _normalize(qpos[adr + 3:adr + 7])
                 qpos = qpos.at[adr + 3:adr + 7].set(quat)
                 continue
-            anchor = _rotate(jnt_pos, quat) + pos
+            anchor = brax_math.rotate(jnt_pos, quat) + pos
             anchors.append(anchor)
-            axes.append(_rotate(jnt_axis, quat))
+            axes.append(brax_math.rotate(jnt_axis, quat))
             if kind == mujoco.mjtJoint.mjJNT_BALL:
                 local = _normalize(qpos[adr:adr + 4])
                 qpos = qpos.at[adr:adr + 4].set(local)
-                quat = _quat_mul(quat, local)
-                pos = anchor - _rotate(jnt_pos, quat)
+                quat = brax_math.quat_mul(quat, local)
+                pos = anchor - brax_math.rotate(jnt_pos, quat)
             elif kind == mujoco.mjtJoint.mjJNT_HINGE:
                 half = 0.5 * (qpos[adr] - qpos0[adr])
-                quat = _quat_mul(quat, jp.concatenate([jp.cos(half)[None], jnt_axis * jp.sin(half)]))
-                pos = anchor - _rotate(jnt_pos, quat)
+                quat = brax_math.quat_mul(quat, jp.concatenate([jp.cos(half)[None], jnt_axis * jp.sin(half)]))
+                pos = anchor - brax_math.rotate(jnt_pos, quat)
             elif kind == mujoco.mjtJoint.mjJNT_SLIDE:
                 pos = pos + axes[-1] * (qpos[adr] - qpos0[adr])
             else:
@@ -126,11 +114,11 @@ def kinematics(model: mujoco.MjModel, d: mjx.Data) -> mjx.Data:
 
     xpos, xquat = jp.stack(positions), jp.stack(quats)
     xmat = jax.vmap(_quat_to_mat)(xquat)
-    xipos = xpos + jax.vmap(_rotate)(f32(model.body_ipos), xquat)
-    ximat = jax.vmap(_quat_to_mat)(jax.vmap(_quat_mul)(xquat, f32(model.body_iquat)))
+    xipos = xpos + jax.vmap(brax_math.rotate)(f32(model.body_ipos), xquat)
+    ximat = jax.vmap(_quat_to_mat)(jax.vmap(brax_math.quat_mul)(xquat, f32(model.body_iquat)))
     gbody = np.asarray(model.geom_bodyid)
-    geom_xpos = xpos[gbody] + jax.vmap(_rotate)(f32(model.geom_pos), xquat[gbody])
-    geom_xmat = jax.vmap(_quat_to_mat)(jax.vmap(_quat_mul)(xquat[gbody], f32(model.geom_quat)))
+    geom_xpos = xpos[gbody] + jax.vmap(brax_math.rotate)(f32(model.geom_pos), xquat[gbody])
+    geom_xmat = jax.vmap(_quat_to_mat)(jax.vmap(brax_math.quat_mul)(xquat[gbody], f32(model.geom_quat)))
     empty = jp.zeros((0, 3))
     return d.replace(
         qpos=qpos, xanchor=jp.stack(anchors) if anchors else empty, xaxis=jp.stack(axes) if axes else empty,
