@@ -137,6 +137,10 @@ def _remote_run(run: RunSpec, out: str, options: ExecutionOptions, cache: dict) 
     """The body of a run in a worker process, a Ray task or a SLURM job."""
     import jax
 
+    from gcrl_bench import registry, xla_setup
+
+    # a fresh worker has not started JAX yet: give an MJX task its XLA flag (a reused Ray worker warns instead)
+    xla_setup.configure_for([registry.task_spec(run.task)])
     for name, value in cache.items():
         jax.config.update(name, value)
     on_phase, on_epoch = _log_callbacks(_label(run))
