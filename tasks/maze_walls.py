@@ -63,6 +63,13 @@ def _one_hot(index: Array, n: int = 3) -> Array:
     return (jp.arange(n) == index).astype(jp.float32)
 
 
+def _dot3(a: Array, b: Array) -> Array:
+    """Dot product over a trailing axis of 3, written out. As a ``dot`` or a ``sum`` it becomes, vmapped over
+    many envs, a reduction kernel of its own on XLA's CPU backend, several times slower than these three
+    products inside the surrounding elementwise loop."""
+    return a[..., 0] * b[..., 0] + a[..., 1] * b[..., 1] + a[..., 2] * b[..., 2]
+
+
 def _nearest_edges(half: Array, toward: Array) -> tuple[Array, Array, Array]:
     """For each axis, the box edge along it that lies in the octant of ``toward`` (box frame).
 
@@ -79,13 +86,13 @@ def _nearest_edges(half: Array, toward: Array) -> tuple[Array, Array, Array]:
     end = jp.where(eye > 0, half, corner)
     signs = jp.sign(corner)
     other_axes = eye[jp.array([[1, 2], [0, 2], [0, 1]])]  # (3, 2, 3) constant: the two other axes of edge k
-    outward = other_axes * (other_axes @ signs)[..., None]  # (3, 2, 3)
+    outward = other_axes * _dot3(other_axes, signs)[..., None]  # (3, 2, 3)
     return start, end, outward
 
 
 def _safe_normalize(v: Array) -> tuple[Array, Array]:
     """(unit vector, norm); a zero vector stays zero instead of becoming NaN."""
-    norm = jp.sqrt(jp.sum(v * v))
+    norm = jp.sqrt(_dot3(v, v))
     return v / jp.where(norm > 0.0, norm, 1.0), norm
 
 
@@ -108,11 +115,11 @@ def sphere_box_contact(center: Array, radius: Array, box_pos: Array, box_half: A
     to_box, gap = _safe_normalize(closest - p)
     # Centre inside (or on) the box: push out through the face it is nearest to.
     axis = _one_hot(jp.argmax(outside))
-    sign = jp.where(p @ axis >= 0.0, 1.0, -1.0)
+    sign = jp.where(_dot3(p, axis) >= 0.0, 1.0, -1.0)
     face_normal = axis * sign
     inside = jp.all(outside <= 0.0) | (gap < 1e-6)
     normal = jp.where(inside, -face_normal, to_box)
-    depth_to_face = outside @ axis  # <= 0 inside: minus the distance to the nearest face
+    depth_to_face = _dot3(outside, axis)  # <= 0 inside: minus the distance to the nearest face
     signed_gap = jp.where(inside, depth_to_face, gap)
     on_face = jp.where(axis > 0, sign * box_half, p)
     closest = jp.where(inside, on_face, closest)
@@ -129,8 +136,8 @@ def _closest_points_segments(p0: Array, p1: Array, q0: Array, q1: Array) -> tupl
     best t for that s and re-clamp s once more (exact for non-degenerate segments).
     """
     d1, d2, r = p1 - p0, q1 - q0, p0 - q0
-    a, e = jp.dot(d1, d1), jp.dot(d2, d2)
-    b, c, f = jp.dot(d1, d2), jp.dot(d1, r), jp.dot(d2, r)
+    a, e = _dot3(d1, d1), _dot3(d2, d2)
+    b, c, f = _dot3(d1, d2), _dot3(d1, r), _dot3(d2, r)
     denom = a * e - b * b
     s = jp.where(denom > 1e-9 * a * e, jp.clip((b * f - c * e) / jp.where(denom > 0, denom, 1.0), 0.0, 1.0), 0.0)
     t = (b * s + f) / jp.maximum(e, 1e-12)
@@ -155,8 +162,8 @@ def capsule_box_contacts(
     ends = jp.stack([c - axis * half_length, c + axis * half_length])  # (2, 3), box frame
 
     # Face separation: for each face, the deepest capsule point's signed distance to the face plane.
-    along = (ends @ _FACE_AXIS_ONE_HOT.T) * FACE_SIGN  # (2, 6)
-    support = jp.min(along, axis=0) - radius - _FACE_AXIS_ONE_HOT @ box_half
+    along = ends[:, FACE_AXIS] * FACE_SIGN  # (2, 6)
+    support = jp.minimum(along[0], along[1]) - radius - box_half[FACE_AXIS]
     overlapping = jp.all(support < 0.0)
     face = _one_hot(jp.argmax(support), 6)
     sign = face @ FACE_SIGN
@@ -178,7 +185,7 @@ def capsule_box_contacts(
     clipped_ok = (jp.max(t_enter) <= jp.min(t_leave)) & ~jp.any(never)
     clipped = ends[0] + jp.stack([t_lo, t_hi])[:, None] * direction  # (2, 3)
 
-    face_depth = radius + box_half @ k - (clipped @ k) * sign  # penetration of each clipped end point
+    face_depth = radius + _dot3(box_half, k) - _dot3(clipped, k) * sign  # penetration of each clipped end point
     face_depth = jp.where(clipped_ok & overlapping, face_depth, -1.0)
     deepest = clipped - face_normal * radius
     face_pos = jp.where(k > 0, 0.5 * (deepest + sign * box_half), deepest)
@@ -187,14 +194,14 @@ def capsule_box_contacts(
     # Edge contact: the box edge nearest to the capsule axis.
     e_start, e_end, e_outward = _nearest_edges(box_half, c)
     on_cap, on_edge = jax.vmap(_closest_points_segments, in_axes=(None, None, 0, 0))(ends[0], ends[1], e_start, e_end)
-    gaps = jp.sqrt(jp.sum((on_edge - on_cap) ** 2, axis=-1))
+    gaps = jp.sqrt(_dot3(on_edge - on_cap, on_edge - on_cap))
     e = _one_hot(jp.argmin(gaps))
     on_edge, on_cap = e @ on_edge, e @ on_cap
     edge_axis, edge_gap = _safe_normalize(on_edge - on_cap)
     degenerate = edge_gap**2 < 1e-6
     in_edge_region = jp.all(jp.einsum("e,eij,j->i", e, e_outward, edge_axis) < 0.0)
     edge_depth = jp.where(~degenerate & in_edge_region, radius - edge_gap, -1.0)
-    along_face_normal = (jp.abs(edge_axis @ face_normal) > 0.99) & ~degenerate
+    along_face_normal = (jp.abs(_dot3(edge_axis, face_normal)) > 0.99) & ~degenerate
     min_face_depth = jp.min(face_depth)
     use_edge = (
         (edge_depth > 0.0)
@@ -291,7 +298,7 @@ def resolve_contacts(sys: System, state: SpringState, c: SpringContact, world: S
     lins, poss = [lin, -lin], [c.pos, c.pos]
     segs, actives = [c.link1, c.link2], [active, active]
     if world is not None:
-        w_lin, w_active = _contact_impulses(sys, state, world, jp.asarray(world.link1)[:, None])
+        w_lin, w_active = _contact_impulses(sys, state, world, jp.asarray(world.link1)[:, None], brax_sums=False)
         lins.append(w_lin)
         poss.append(world.pos)
         segs.append(jp.asarray(world.link1))
@@ -314,11 +321,21 @@ def resolve_contacts(sys: System, state: SpringState, c: SpringContact, world: S
     )
 
 
-def _contact_impulses(sys: System, state: SpringState, c: SpringContact, links) -> tuple[Array, Array]:
+def _contact_impulses(
+    sys: System, state: SpringState, c: SpringContact, links, brax_sums: bool = True
+) -> tuple[Array, Array]:
     """Impulse on the first body of each contact, (C, 3), and whether the contact is active, (C,).
 
     ``links`` is (C, 2) for contacts between two links (-1 = world) or (C, 1) for contacts with the world.
+    ``brax_sums`` computes the dot products and norms with brax's own reductions, which keeps the result
+    bit-for-bit equal to brax's spring step (contacts are chaotic: a rounding difference grows to
+    centimetres within a few hundred substeps); without it they are written out (:func:`_dot3`), which is
+    faster on a CPU and equal up to rounding.
     """
+    if brax_sums:
+        dot, norm = (lambda a, b: jp.sum(a * b, axis=-1)), jax.vmap(brax_math.safe_norm)
+    else:
+        dot, norm = _dot3, (lambda v: jp.sqrt(_dot3(v, v)))
     real = links > -1
     idx = jp.where(real, links, 0)
     inv_mass = jp.where(real, 1.0 / state.mass[idx], 0.0)  # (C, K)
@@ -332,15 +349,15 @@ def _contact_impulses(sys: System, state: SpringState, c: SpringContact, links) 
 
     def rotational_inertia(direction):  # (C, 3) -> (C,): direction . sum_k (I_k^-1 (r_k x d)) x r_k
         w = i_inv[..., None] * jp.cross(arm, direction[:, None, :])
-        return jp.sum(direction * jp.sum(jp.cross(w, arm), axis=1), axis=-1)
+        return dot(direction, jp.sum(jp.cross(w, arm), axis=1))
 
     push = -c.normal  # the direction geom 1 is pushed
-    normal_vel = jp.sum(push * rel_vel, axis=-1)
+    normal_vel = dot(push, rel_vel)
     baumgarte = sys.baumgarte_erp / sys.opt.timestep * c.dist
     impulse = (-(1.0 + c.elasticity) * normal_vel - baumgarte) / (inv_mass_sum + rotational_inertia(push))
 
     slide = rel_vel + normal_vel[:, None] * c.normal  # tangential part of the relative velocity
-    slide_speed = jax.vmap(brax_math.safe_norm)(slide)
+    slide_speed = norm(slide)
     slide_dir = slide / (1e-6 + slide_speed)[:, None]
     drag = slide_speed / (inv_mass_sum + rotational_inertia(slide_dir))
     drag = jp.minimum(drag, c.friction * impulse)
