@@ -163,9 +163,9 @@ def build_system(mj_model: mujoco.MjModel) -> System:
 # ------------------------------------------------------------------------------------- observation
 
 
-def observation(sys: System, physics: SpringState, ctrl: Array) -> Array:
+def observation(sys: System, physics: SpringState, ctrl: Array, goal_xy: Array) -> Array:
     """(271,) TASKS.md §3.4: q, qd, inertia and velocity of every link about the centre of mass, actuator
-    forces of ``ctrl``, commanded goal (target slide joints, GOAL_Z)."""
+    forces of ``ctrl``, commanded goal (``goal_xy``, GOAL_Z)."""
     inertia = sys.link.inertia
     mass = inertia.mass ** (1 - sys.spring_mass_scale)  # (L,)
     diag = jax.vmap(jp.diagonal)(inertia.i) ** (1 - sys.spring_inertia_scale)  # (L, 3)
@@ -182,7 +182,7 @@ def observation(sys: System, physics: SpringState, ctrl: Array) -> Array:
     vel = physics.xd.vel + jp.cross(ang, com_pos - physics.x.pos)
     com_velocity = jp.concatenate([mass[:, None] * vel / jp.sum(mass), ang], axis=1)
     qfrc = actuator.to_tau(sys, ctrl, physics.q, physics.qd)
-    goal = jp.concatenate([physics.q[-2:], jp.array([GOAL_Z])])
+    goal = jp.concatenate([goal_xy, jp.array([GOAL_Z])])
     return jp.concatenate([physics.q, physics.qd, com_inertia.ravel(), com_velocity.ravel(), qfrc, goal])
 
 
@@ -273,9 +273,10 @@ class Humanoid:
         Evaluation uses the training goal distribution (the paper evaluated these tasks on their training env).
         """
         del evaluation
-        q = jp.asarray(self.sys.init_q, dtype=jp.float32).at[-2:].set(self.sample_goal(key))
+        goal = self.sample_goal(key)
+        q = jp.asarray(self.sys.init_q, dtype=jp.float32).at[-2:].set(goal)
         physics = spring_pipeline.init(self.sys, q, jp.zeros(self.sys.qd_size()))
-        return self._env_state(physics, jp.zeros(self.sys.act_size()))
+        return self._env_state(physics, jp.zeros(self.sys.act_size()), goal)
 
     def contains_goal(self, goal: Array, evaluation: bool = False) -> Array:
         """() bool: ``goal`` (3,) is in the goal set: radius in [1, 5] m on open floor, a goal cell centre
@@ -289,10 +290,15 @@ class Humanoid:
 
     def step(self, state: EnvState, action: Array) -> EnvState:
         ctrl = ACTION_SCALE * action
-        return self._env_state(self.physics_step(state.physics, ctrl), ctrl)
+        # The commanded goal is carried from the last observation, not read back from the target's slide
+        # joints: the spring step recovers joint coordinates from world transforms, which moves an
+        # arbitrary float goal (a radial one) by rounding.
+        goal = state.obs[-3:-1]
+        return self._env_state(self.physics_step(state.physics, ctrl), ctrl, goal)
 
-    def _env_state(self, physics: SpringState, ctrl: Array) -> EnvState:
-        return EnvState(physics=physics, obs=observation(self.sys, physics, ctrl), terminated=terminated(physics))
+    def _env_state(self, physics: SpringState, ctrl: Array, goal_xy: Array) -> EnvState:
+        obs = observation(self.sys, physics, ctrl, goal_xy)
+        return EnvState(physics=physics, obs=obs, terminated=terminated(physics))
 
     # -- rendering
     def render_model(self) -> mujoco.MjModel:

@@ -153,17 +153,34 @@ def test_reset_obs_and_goals(open_floor, u_maze):
     assert not bool(u_maze.contains_goal(jp.array([2.0, 2.0, 1.25])))  # the start cell is not a goal
 
 
-def test_actuator_forces_in_obs(open_floor):
+@pytest.fixture(scope="module")
+def open_step(open_floor):
+    return jax.jit(open_floor.step)
+
+
+def test_actuator_forces_in_obs(open_floor, open_step):
     """Observed actuator forces are gear x 0.4 x action, one dof per motor."""
     s = open_floor.reset(jax.random.PRNGKey(0))
     action = jax.random.uniform(jax.random.PRNGKey(1), (17,), minval=-1.0, maxval=1.0)
-    s = jax.jit(open_floor.step)(s, action)
+    s = open_step(s, action)
     qfrc = np.asarray(s.obs[243:268])
     np.testing.assert_array_equal(qfrc[:6], 0.0)  # free joint
     np.testing.assert_array_equal(qfrc[23:], 0.0)  # target joints
     gears = np.array(humanoid.GEARS)
     np.testing.assert_allclose(np.sort(np.abs(qfrc[6:23])), np.sort(gears * 0.4 * np.abs(np.asarray(action))),
                                rtol=1e-5)
+
+
+def test_goal_fixed_within_episode(open_floor):
+    """The commanded goal in the observation stays bit-for-bit the reset's goal while the body moves (a
+    radial goal is an arbitrary float, which a read-back through the physics would round)."""
+    states = _resets(open_floor, 9, 64)
+    goals = np.asarray(states.obs[:, 268:])
+    step = jax.jit(jax.vmap(open_floor.step))
+    for t in range(3):
+        actions = jax.random.uniform(jax.random.PRNGKey(t), (64, 17), minval=-1.0, maxval=1.0)
+        states = step(states, actions)
+        np.testing.assert_array_equal(np.asarray(states.obs[:, 268:]), goals, err_msg=f"step {t}")
 
 
 def test_terminated_on_torso_height(open_floor):
