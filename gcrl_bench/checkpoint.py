@@ -8,6 +8,7 @@ where ``payload`` is flax's msgpack encoding of a plain dictionary::
 
     {"meta": <JSON text: format, run id, epoch, has_buffer, host state>,
      "leaves": {"<key path>": ndarray, ...}}     # every array leaf of the LoopState, by its key path
+                                                 # (jax.tree_util.keystr, e.g. ".buffer.obs")
 
 msgpack holds only numbers, strings and arrays (flax encodes arrays as dtype + shape + raw bytes), so
 reading a checkpoint never executes code, unlike pickle. The pytree *structure* is never read from the
@@ -18,8 +19,10 @@ any check is skipped with a warning and the previous one is used, or the run sta
 Writes are atomic (temporary file, fsync, rename, fsync of the folder) and the newest ``KEEP`` checkpoints
 are kept, so a crash during a write always leaves the previous good checkpoint in place.
 
-The replay buffer is by far the largest part of the state (paper preset: ~1.4 GB). It is saved when it
-is at most ``CheckpointConfig.buffer_max_bytes``; without it, a resumed run refills the buffer with
+The replay buffer is by far the largest part of the state (paper preset: ~1.4 GB). Its leaves are the
+leaves of the state's ``buffer`` field (:func:`gcrl_bench.state_parts.buffer_flags`; the key path names
+only identify leaves in the file, they never decide what is buffer). It is saved when it is at most
+``CheckpointConfig.buffer_max_bytes``; without it, a resumed run refills the buffer with
 the restored policy before continuing (a warning says so, and the run's summary records the extra
 environment steps), so its results are no longer identical to an uninterrupted run's.
 """
@@ -40,12 +43,12 @@ import jax
 import numpy as np
 from flax import serialization
 
+from gcrl_bench import state_parts
 from gcrl_bench.errors import ConfigError
 
 FORMAT = 1
 MAGIC = b"GCRL-CKPT\n"
 KEEP = 2
-BUFFER_PREFIX = ".buffer"
 # Fault injection for the interruption tests: "kill-during-write:N" sends SIGKILL to this process after
 # the N-th checkpoint file of the process is written but before it is renamed into place;
 # "kill-after-write:N" sends it right after the N-th checkpoint is complete.
@@ -107,9 +110,21 @@ def leaf_paths(tree) -> list[tuple[str, Any]]:
     return [(jax.tree_util.keystr(p), leaf) for p, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]]
 
 
+def flagged_leaf_paths(tree) -> list[tuple[str, Any, bool]]:
+    """(key path string, leaf, is a replay buffer leaf) for every leaf of ``tree``, in flattening order.
+
+    Args:
+      tree: a LoopState (or a dict with a ``"buffer"`` entry); the buffer leaves are those of its
+        ``buffer`` field (:func:`gcrl_bench.state_parts.buffer_flags`).
+    """
+    flags = jax.tree.leaves(state_parts.buffer_flags(tree))
+    return [(name, leaf, flag) for (name, leaf), flag in zip(leaf_paths(tree), flags, strict=True)]
+
+
 def buffer_bytes(state_shape) -> int:
+    """Bytes of the replay buffer's leaves of a LoopState (arrays or ``jax.ShapeDtypeStruct`` leaves)."""
     return sum(int(np.prod(x.shape)) * np.dtype(x.dtype).itemsize
-               for name, x in leaf_paths(state_shape) if name.startswith(BUFFER_PREFIX))
+               for _, x, in_buffer in flagged_leaf_paths(state_shape) if in_buffer)
 
 
 def folder(run_path: Path) -> Path:
@@ -122,10 +137,11 @@ def save(run_path: Path, run_id: str, epoch: int, state, host: dict[str, Any], i
     Args:
       state: the LoopState (device arrays are fetched to the host here).
       host: JSON-compatible host-side state.
+      include_buffer: whether the leaves of ``state.buffer`` are written too.
     """
     global _writes
-    leaves = {name: np.asarray(x) for name, x in leaf_paths(jax.device_get(state))
-              if include_buffer or not name.startswith(BUFFER_PREFIX)}
+    leaves = {name: np.asarray(x) for name, x, in_buffer in flagged_leaf_paths(jax.device_get(state))
+              if include_buffer or not in_buffer}
     meta = {"format": FORMAT, "run_id": run_id, "epoch": epoch, "has_buffer": include_buffer, "host": host}
     payload = serialization.msgpack_serialize({"meta": json.dumps(meta, sort_keys=True), "leaves": leaves})
     target = folder(run_path) / f"epoch-{epoch:06d}.ckpt"
@@ -169,8 +185,8 @@ def _read(path: Path, run_id: str, template) -> Restored:
     if meta.get("format") != FORMAT or meta.get("run_id") != run_id:
         raise ValueError(f"format {meta.get('format')!r} / run {meta.get('run_id')!r} is not this run's")
     leaves = content["leaves"]
-    for name, spec in leaf_paths(template):
-        if name.startswith(BUFFER_PREFIX) and not meta["has_buffer"]:
+    for name, spec, in_buffer in flagged_leaf_paths(template):
+        if in_buffer and not meta["has_buffer"]:
             continue
         got = leaves.get(name)
         if got is None or got.shape != spec.shape or got.dtype != spec.dtype:
@@ -199,11 +215,18 @@ def restore_state(restored: Restored, template, fresh_buffer=None):
     """Builds the LoopState from a checkpoint's leaves in the template's structure.
 
     Args:
-      fresh_buffer: a state whose buffer leaves are used when the checkpoint has no buffer.
+      template: the LoopState's shape tree (as for :func:`load_latest`).
+      fresh_buffer: a state of the template's structure whose buffer leaves are used when the checkpoint
+        has no buffer (required then).
     """
-    fill = dict(leaf_paths(fresh_buffer)) if fresh_buffer is not None else {}
-    leaves = [restored.leaves[name] if name in restored.leaves else fill[name] for name, _ in leaf_paths(template)]
-    return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(template), leaves)
+    if not restored.has_buffer and fresh_buffer is None:
+        raise ValueError(f"checkpoint {restored.path} has no replay buffer: pass fresh_buffer, a state to take "
+                         "the buffer from")
+    structure = jax.tree_util.tree_structure(template)
+    fill = structure.flatten_up_to(fresh_buffer) if not restored.has_buffer else None
+    leaves = [fill[i] if in_buffer and not restored.has_buffer else restored.leaves[name]
+              for i, (name, _, in_buffer) in enumerate(flagged_leaf_paths(template))]
+    return jax.tree_util.tree_unflatten(structure, leaves)
 
 
 def discard_after(run_path: Path, epoch: int) -> None:

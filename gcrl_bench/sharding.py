@@ -14,11 +14,12 @@ from __future__ import annotations
 import jax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from gcrl_bench import state_parts
 from gcrl_bench.errors import ConfigError
 
 AXIS = "data"
-_ENV_AXIS0 = (".env", ".first_env", ".episode_step", ".traj_id")
-_BUFFER_ENV_AXIS1 = (".buffer.obs", ".buffer.action", ".buffer.traj_id", ".buffer.terminal")
+# LoopState fields whose leaves have the training environments on axis 0 (a 0-d leaf among them is replicated).
+ENV_FIELDS = ("env", "first_env", "episode_step", "traj_id")
 
 
 def parse_devices(value: str) -> int:
@@ -58,17 +59,27 @@ def check_divisible(mesh: Mesh, **sizes: int) -> None:
 
 
 def state_shardings(mesh: Mesh, state_shape):
-    """NamedSharding per LoopState leaf (see the module docstring for what is split)."""
+    """NamedSharding per LoopState leaf (see the module docstring for what is split).
 
-    def spec(path, leaf):
-        name = jax.tree_util.keystr(path)
-        if name.startswith(_BUFFER_ENV_AXIS1):
+    Args:
+      state_shape: a LoopState (arrays or ``jax.ShapeDtypeStruct`` leaves).
+    Returns:
+      The LoopState's structure with a NamedSharding at every leaf: ``P(data)`` for the leaves of
+      :data:`ENV_FIELDS` with at least one axis, ``P(None, data)`` for the replay buffer's
+      (capacity, num_envs, ...) leaves (the 0-d write position and size are replicated), ``P()`` for the
+      rest. Fields are told apart by :mod:`gcrl_bench.state_parts` flags trees, never by leaf names.
+    """
+    env = state_parts.field_flags(state_shape, *ENV_FIELDS)
+    buffer = state_parts.buffer_flags(state_shape)
+
+    def spec(leaf, in_env, in_buffer):
+        if in_buffer and leaf.ndim >= 2:
             return NamedSharding(mesh, P(None, AXIS))
-        if name.startswith(_ENV_AXIS0) and leaf.ndim >= 1:
+        if in_env and leaf.ndim >= 1:
             return NamedSharding(mesh, P(AXIS))
         return NamedSharding(mesh, P())
 
-    return jax.tree_util.tree_map_with_path(spec, state_shape)
+    return jax.tree.map(spec, state_shape, env, buffer)
 
 
 def replicated(mesh: Mesh) -> NamedSharding:

@@ -1,17 +1,19 @@
 """Checkpoints: safe format, atomic writes, fallback to the previous good one, and a sweep killed twice
 (SIGKILL mid-run and mid-checkpoint-write) that resumes to exactly the results of an uninterrupted one."""
 
+import dataclasses
 import hashlib
 import json
 import os
 import signal
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from flax import serialization
+from flax import serialization, struct
 
 from gcrl_bench import checkpoint, registry, results
 from gcrl_bench.checkpoint import CheckpointConfig
@@ -19,6 +21,7 @@ from gcrl_bench.errors import ConfigError
 from gcrl_bench.executors import run_all
 from gcrl_bench.config import derive_plan
 from gcrl_bench.runner import ExecutionOptions, RunInterrupted, execute
+from gcrl_bench.training import Trainer
 
 from sweep_helpers import cli_args, grid, metrics, run_cli, scores
 
@@ -72,6 +75,127 @@ def test_other_runs_and_other_shapes_are_rejected(tmp_path):
     wider = {**TEMPLATE, "algo": {"w": jax.ShapeDtypeStruct((3, 4), jnp.float32)}}
     with pytest.warns(RuntimeWarning, match=r"leaf \['algo'\]\['w'\]"):
         assert checkpoint.load_latest(tmp_path, "run", wider) is None
+
+
+# -- which leaves are the replay buffer: the state's ``buffer`` field, whatever the leaves are called ------
+
+BUFFER_KEYS = {".buffer.obs", ".buffer.action", ".buffer.traj_id", ".buffer.terminal", ".buffer.position",
+               ".buffer.size"}
+
+
+def _loop_state_shape():
+    run = grid((1,))[0]
+    trainer = Trainer(registry.get_task(run.task), registry.get_algorithm(run.algo), run.algo_config, run.loop)
+    return jax.eval_shape(trainer.init, jax.random.PRNGKey(0))
+
+
+def _filled(shape_tree, value):
+    return jax.tree.map(lambda s: np.full(s.shape, value, s.dtype), shape_tree)
+
+
+def _write_by_hand(path, run_id, epoch, leaves, has_buffer):
+    """A checkpoint file assembled from the format description (not by checkpoint.save)."""
+    meta = {"format": 1, "run_id": run_id, "epoch": epoch, "has_buffer": has_buffer, "host": {}}
+    payload = serialization.msgpack_serialize({"meta": json.dumps(meta), "leaves": leaves})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"GCRL-CKPT\n" + hashlib.sha256(payload).digest() + payload)
+
+
+def test_buffer_bytes_of_a_real_loop_state():
+    spec = registry.task_spec("point_u_maze")
+    rows = 60 * 8  # max_replay_rows x num_envs of the tiny grid
+    per_row = 4 * (spec.observation_size + spec.action_size) + 4 + 4  # float32 obs, action; int32 id; float32 end
+    assert spec.observation_size == 6 and spec.action_size == 2
+    assert checkpoint.buffer_bytes(_loop_state_shape()) == rows * per_row + 4 + 4  # + position, size
+
+
+def test_a_loop_state_checkpoint_written_in_this_format_still_loads(tmp_path):
+    """Key paths in the file are jax.tree_util.keystr of the LoopState; a file without the buffer is
+    restored with the buffer taken from a fresh state."""
+    template = _loop_state_shape()
+    names = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(template)[0]]
+    assert BUFFER_KEYS <= set(names) and ".env_steps" in names
+    stored = _filled(template, 3)
+    leaves = {n: np.asarray(x) for n, x in zip(names, jax.tree.leaves(stored)) if n not in BUFFER_KEYS}
+    _write_by_hand(checkpoint.folder(tmp_path) / "epoch-000004.ckpt", "run", 4, leaves, False)
+
+    got = checkpoint.load_latest(tmp_path, "run", template)
+    assert got.epoch == 4 and not got.has_buffer
+    state = checkpoint.restore_state(got, template, fresh_buffer=_filled(template, 7))
+    assert jax.tree.leaves(jax.tree.map(lambda x: int(np.max(x)), state.buffer)) == [7] * 6
+    assert int(state.env_steps) == 3 and np.all(state.episode_step == 3) and np.all(state.env.obs == 3)
+
+    checkpoint.save(tmp_path, "run", 5, stored, {}, True)  # save writes the same names, buffer included
+    written = (checkpoint.folder(tmp_path) / "epoch-000005.ckpt").read_bytes()
+    content = serialization.msgpack_restore(written[len(checkpoint.MAGIC) + 32:])
+    assert sorted(content["leaves"]) == sorted(names)
+
+
+@struct.dataclass
+class LookAlikeState:
+    """``buffer`` holds a leaf named ``rows``; ``buffer_stats`` is not part of the buffer."""
+
+    algo: Any
+    buffer: Any
+    buffer_stats: Any
+
+
+def test_the_buffer_field_not_the_word_buffer_selects_what_is_left_out(tmp_path):
+    state = LookAlikeState(algo={"w": jnp.full((2,), 1.0)}, buffer={"rows": jnp.full((5, 2), 2.0)},
+                           buffer_stats=jnp.full((3,), 3.0))
+    assert checkpoint.buffer_bytes(state) == 5 * 2 * 4
+    path = checkpoint.save(tmp_path, "run", 1, state, {}, False)
+    content = serialization.msgpack_restore(path.read_bytes()[len(checkpoint.MAGIC) + 32:])
+    assert sorted(content["leaves"]) == [".algo['w']", ".buffer_stats"]
+    assert ".buffer_stats".startswith(".buffer")  # the former prefix rule would have left it out too
+
+    template = jax.eval_shape(lambda: state)
+    fresh = LookAlikeState(algo={"w": jnp.zeros((2,))}, buffer={"rows": jnp.full((5, 2), 9.0)},
+                           buffer_stats=jnp.zeros((3,)))
+    got = checkpoint.restore_state(checkpoint.load_latest(tmp_path, "run", template), template, fresh_buffer=fresh)
+    np.testing.assert_array_equal(got.buffer["rows"], np.full((5, 2), 9.0, np.float32))
+    np.testing.assert_array_equal(got.buffer_stats, np.full((3,), 3.0, np.float32))
+    np.testing.assert_array_equal(got.algo["w"], np.full((2,), 1.0, np.float32))
+
+
+@dataclasses.dataclass(frozen=True)
+class PositionalState:
+    """A state flattened without field names: its key paths are ``[0]...`` and ``[1]...``."""
+
+    algo: Any
+    buffer: Any
+
+
+jax.tree_util.register_pytree_with_keys(
+    PositionalState,
+    lambda s: (((jax.tree_util.SequenceKey(0), s.algo), (jax.tree_util.SequenceKey(1), s.buffer)), None),
+    lambda _, children: PositionalState(*children))
+
+
+def test_buffer_leaves_without_buffer_in_their_key_path(tmp_path):
+    state = PositionalState(algo={"w": jnp.full((2,), 1.0)}, buffer=(jnp.full((4, 3), 2.0, jnp.float32),
+                                                                      jnp.zeros((), jnp.int32)))
+    names = [n for n, _ in checkpoint.leaf_paths(state)]
+    assert names == ["[0]['w']", "[1][0]", "[1][1]"] and not any("buffer" in n for n in names)
+    assert checkpoint.buffer_bytes(state) == 4 * 3 * 4 + 4
+    path = checkpoint.save(tmp_path, "run", 1, state, {}, False)
+    content = serialization.msgpack_restore(path.read_bytes()[len(checkpoint.MAGIC) + 32:])
+    assert sorted(content["leaves"]) == ["[0]['w']"]
+
+    template = jax.eval_shape(lambda: state)
+    fresh = PositionalState(algo={"w": jnp.zeros((2,))}, buffer=(jnp.full((4, 3), 5.0), jnp.array(8, jnp.int32)))
+    got = checkpoint.restore_state(checkpoint.load_latest(tmp_path, "run", template), template, fresh_buffer=fresh)
+    np.testing.assert_array_equal(got.algo["w"], np.full((2,), 1.0, np.float32))
+    np.testing.assert_array_equal(got.buffer[0], np.full((4, 3), 5.0, np.float32))
+    assert int(got.buffer[1]) == 8
+
+
+def test_a_checkpoint_without_buffer_needs_a_fresh_one(tmp_path):
+    state = PositionalState(algo={"w": jnp.ones((2,))}, buffer=(jnp.ones((4, 3)),))
+    checkpoint.save(tmp_path, "run", 1, state, {}, False)
+    template = jax.eval_shape(lambda: state)
+    with pytest.raises(ValueError, match="has no replay buffer: pass fresh_buffer"):
+        checkpoint.restore_state(checkpoint.load_latest(tmp_path, "run", template), template)
 
 
 def test_bad_checkpoint_interval_is_one_clear_error():
