@@ -19,3 +19,26 @@ class UnknownNameError(GcrlBenchError, KeyError):
 
 class ResultsError(GcrlBenchError):
     """A results directory that cannot be read or written (corrupt file, incompatible version, permissions)."""
+
+
+class MissingExtraError(GcrlBenchError, ImportError):
+    """An optional feature whose package is not installed; the message names the extra that installs it."""
+
+
+def import_extra(module: str, extra: str, feature: str):
+    """Imports the optional dependency ``module`` of ``feature`` (e.g. ``--executor ray``) and returns it.
+
+    Raises:
+      MissingExtraError: ``module`` is not installed (or fails to import); the one-line message names the
+        install command, ``pip install 'gcrl-bench[<extra>]'``.
+    """
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        if exc.name == module:
+            why = f"the {module} package, which is not installed"
+        else:
+            why = f"the {module} package, which failed to import ({exc})"
+        raise MissingExtraError(f"{feature} needs {why}: pip install 'gcrl-bench[{extra}]'") from None

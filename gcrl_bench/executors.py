@@ -15,7 +15,7 @@ executors (Ray, SLURM) need the results directory on a filesystem all nodes shar
 - ``slurm``: one SLURM job per run through submitit (``cluster="local"`` runs the same jobs as local
   subprocesses, for testing without SLURM).
 
-Ray and submitit are imported only when chosen.
+Ray and submitit are imported only when chosen (the ``ray`` and ``slurm`` extras install them).
 """
 
 from __future__ import annotations
@@ -31,8 +31,12 @@ import sys
 from pathlib import Path
 from typing import Literal
 
-from gcrl_bench.errors import ConfigError
+from gcrl_bench.errors import ConfigError, import_extra
 from gcrl_bench.runner import EpochReport, ExecutionOptions, RunInterrupted, RunSpec, run_isolated
+
+
+# executor kind -> (module, extra that installs it, option that needs it)
+_BACKENDS = {"ray": ("ray", "ray", "--executor ray"), "slurm": ("submitit", "slurm", "--executor slurm")}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,6 +84,8 @@ class ExecutorConfig:
             raise ConfigError(f"--gpus-per-run {self.gpus_per_run}: must be >= 0")
         if self.cpus_per_run < 1:
             raise ConfigError(f"--cpus-per-run {self.cpus_per_run}: must be >= 1")
+        if self.kind in _BACKENDS:  # before any run starts: one line naming the extra that installs it
+            import_extra(*_BACKENDS[self.kind])
 
 
 def visible_gpus() -> list[str]:
@@ -222,7 +228,7 @@ def _run_local_pool(runs: list[RunSpec], out: Path, options: ExecutionOptions, w
 
 
 def _run_ray(runs: list[RunSpec], out: Path, options: ExecutionOptions, config: ExecutorConfig) -> list[str]:
-    import ray
+    ray = import_extra(*_BACKENDS["ray"])
 
     started = not ray.is_initialized()
     if started:
@@ -250,7 +256,7 @@ def _run_ray(runs: list[RunSpec], out: Path, options: ExecutionOptions, config: 
 
 
 def _run_slurm(runs: list[RunSpec], out: Path, options: ExecutionOptions, config: ExecutorConfig) -> list[str]:
-    import submitit
+    submitit = import_extra(*_BACKENDS["slurm"])
 
     log_dir = Path(config.log_dir) if config.log_dir else out / "logs" / "slurm"
     executor = submitit.AutoExecutor(folder=str(log_dir / "%j"), cluster=config.slurm_cluster)

@@ -2,16 +2,18 @@
 grid to the same results directory content as the sequential in-process path."""
 
 import json
+import sys
 
 import pytest
 
 from gcrl_bench import results
 from gcrl_bench.checkpoint import CheckpointConfig
-from gcrl_bench.errors import ConfigError
+from gcrl_bench.cli import main
+from gcrl_bench.errors import ConfigError, MissingExtraError
 from gcrl_bench.executors import ExecutorConfig, run_all, worker_environments
 from gcrl_bench.runner import ExecutionOptions
 
-from sweep_helpers import grid, metrics, scores
+from sweep_helpers import cli_args, grid, metrics, scores
 
 OPTIONS = ExecutionOptions(checkpoint=CheckpointConfig(every_epochs=1))
 
@@ -33,6 +35,21 @@ def _same_results(out, reference):
         assert (got / "params.msgpack").read_bytes() == (want / "params.msgpack").read_bytes()
         assert json.loads((got / "summary.json").read_text())["status"] == "complete"
     results.validate_directory(out)
+
+
+@pytest.mark.parametrize("kind, module, extra", [("ray", "ray", "ray"), ("slurm", "submitit", "slurm")])
+def test_executor_without_its_package_names_the_extra(monkeypatch, capsys, tmp_path, kind, module, extra):
+    monkeypatch.setitem(sys.modules, module, None)  # `import <module>` raises ImportError
+    with pytest.raises(MissingExtraError) as info:
+        ExecutorConfig(kind=kind)
+    assert str(info.value) == (f"--executor {kind} needs the {module} package, which is not installed: "
+                               f"pip install 'gcrl-bench[{extra}]'")
+    with pytest.raises(SystemExit) as exit_info:
+        main(cli_args(tmp_path / "out", "0", "--executor", kind))
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2
+    assert err.splitlines() == [f"error: {info.value}"]  # one line, no traceback
+    assert not (tmp_path / "out").exists()  # refused before anything was written
 
 
 @pytest.mark.slow  # spawns worker processes that each import JAX and compile: ~1.5 min on 2 cores
