@@ -17,11 +17,13 @@ logged twice. A run that starts over (``resume=False``) starts its tracker over 
 TensorBoard files are removed and W&B gets a new run (the same id with an attempt suffix).
 
 A tracker is made with :func:`make_tracker` in the process that executes the run, then
-``open(...)``, ``log(...)`` once per row (:func:`log_row`), ``close()``.
+``open(...)``, ``log(...)`` once per row (:func:`log_row`), ``close()``; :func:`mirrored` does all of it
+for one run as the runner's ``on_metrics`` observer.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -31,7 +33,7 @@ import re
 import shutil
 import struct
 from pathlib import Path
-from typing import Any, Mapping, Protocol
+from typing import Any, Callable, Iterator, Mapping, Protocol
 
 from gcrl_bench.errors import ConfigError, import_extra
 
@@ -90,6 +92,56 @@ def make_tracker(kind: str | None, **options) -> Tracker | None:
 def log_row(tracker: Tracker, row: Mapping[str, Any]) -> None:
     """Mirrors one metrics.jsonl row: its ``env_steps`` is the step, its other numeric fields the scalars."""
     tracker.log(int(row["env_steps"]), {k: v for k, v in row.items() if k != "env_steps"})
+
+
+class RunMirror:
+    """The ``on_metrics`` observer of one run (see :func:`gcrl_bench.runner.execute`) that mirrors each
+    metrics row to ``tracker``: opened at the first row, with ``resume`` when that row's epoch is past the
+    first (the run continued from a checkpoint; the runner does not pass on the rows it restores), and the
+    run's config.json as its config.
+
+    Args:
+      tracker: the tracker, not yet opened.
+      run_id, run_dir: the run's id and folder (``<results>/runs/<run_id>``).
+      then: another ``on_metrics`` observer, given each row after the tracker (None: none).
+    """
+
+    def __init__(self, tracker: Tracker, run_id: str, run_dir: Path,
+                 then: Callable[[dict], None] | None = None):
+        self.tracker, self.run_id, self.run_dir, self.then = tracker, run_id, Path(run_dir), then
+        self.opened = False
+
+    def __call__(self, row: dict) -> None:
+        if not self.opened:
+            config_path = self.run_dir / "config.json"
+            config = json.loads(config_path.read_text()) if config_path.exists() else {}
+            self.tracker.open(self.run_id, self.run_dir, config, resume=int(row["epoch"]) > 1)
+            self.opened = True
+        log_row(self.tracker, row)
+        if self.then is not None:
+            self.then(row)
+
+    def close(self) -> None:
+        if self.opened:
+            self.tracker.close()
+            self.opened = False
+
+
+@contextlib.contextmanager
+def mirrored(kind: str | None, run_id: str, run_dir: Path, on_metrics: Callable[[dict], None] | None = None,
+             **options) -> Iterator[Callable[[dict], None] | None]:
+    """The ``on_metrics`` observer to give the run ``run_id``: a :class:`RunMirror` to a ``kind`` tracker
+    (made with ``options``, see :func:`make_tracker`) passing rows on to ``on_metrics``, closed when the
+    block ends however it ends; with ``kind`` None, ``on_metrics`` itself."""
+    tracker = make_tracker(kind, **options)
+    if tracker is None:
+        yield on_metrics
+        return
+    mirror = RunMirror(tracker, run_id, run_dir, on_metrics)
+    try:
+        yield mirror
+    finally:
+        mirror.close()
 
 
 def _scalars(metrics: Mapping[str, Any]) -> dict[str, float]:

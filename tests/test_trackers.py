@@ -9,7 +9,8 @@ import time
 import pytest
 
 from gcrl_bench.errors import ConfigError, MissingExtraError
-from gcrl_bench.trackers import TensorBoardTracker, WandbTracker, log_row, make_tracker, read_scalars, wandb_run_id
+from gcrl_bench.trackers import (RunMirror, TensorBoardTracker, WandbTracker, log_row, make_tracker, mirrored,
+                                 read_scalars, wandb_run_id)
 
 RUN_ID = "crl__point_u_maze__d4_w16_s0__0123456789"
 CONFIG = {"algo": "crl", "task": "point_u_maze", "seed": 0}
@@ -78,6 +79,34 @@ def test_tensorboard_event_files_hold_the_rows_and_a_resume_appends(tmp_path):
     log_row(fresh, row(1, 0.25))
     fresh.close()
     assert read_scalars(run_dir / "tensorboard")["eval/time_at_goal"] == [(100, 0.25)]
+
+
+def test_run_mirror_opens_at_the_first_row_and_resumes_past_epoch_one(tmp_path):
+    pytest.importorskip("tensorboardX")
+    run_dir = tmp_path / "runs" / RUN_ID
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.json").write_text(json.dumps(CONFIG))
+    passed_on = []
+    with mirrored("tensorboard", RUN_ID, run_dir, passed_on.append) as on_metrics:
+        assert isinstance(on_metrics, RunMirror) and not on_metrics.opened  # nothing opened before a row
+        for epoch, value in ((1, 0.5), (2, 1.25)):
+            on_metrics(row(epoch, value))
+        assert on_metrics.opened and on_metrics.tracker.last_step == 200
+    assert not on_metrics.opened  # closed with the block
+    assert passed_on == [row(1, 0.5), row(2, 1.25)]
+    # a run resumed from its epoch-1 checkpoint: the runner passes on epoch 2 (redone) and epoch 3
+    with pytest.raises(RuntimeError, match="the run failed"):
+        with mirrored("tensorboard", RUN_ID, run_dir) as on_metrics:
+            on_metrics(row(2, 9.0))
+            on_metrics(row(3, 3.0))
+            raise RuntimeError("the run failed")
+    assert not on_metrics.opened  # closed however the block ended
+    assert read_scalars(run_dir / "tensorboard")["eval/time_at_goal"] == [(100, 0.5), (200, 1.25), (300, 3.0)]
+    # without a tracker the run's own observer is used as it is
+    with mirrored(None, RUN_ID, run_dir, passed_on.append) as on_metrics:
+        assert on_metrics == passed_on.append
+    with mirrored(None, RUN_ID, run_dir) as on_metrics:
+        assert on_metrics is None
 
 
 def test_read_scalars_stops_at_a_record_cut_short(tmp_path):
