@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import re
 import time
 from typing import Any
 
@@ -39,6 +38,7 @@ import numpy as np
 from gcrl_bench import registry
 from gcrl_bench.interface import Algorithm, EnvState, RelabelConfig, Task, TaskSpec
 from gcrl_bench.networks import NetworkConfig
+from gcrl_bench.overrides import field_docs
 from gcrl_bench.relabel import relabel_window
 from gcrl_bench.training import distance_to_goal
 
@@ -360,36 +360,14 @@ def check_task(task: Task | str, *, num_envs: int = 64, num_steps: int = 1000, k
 # ---------------------------------------------------------------------------------------------------------
 # Algorithms
 
-_ATTRIBUTE_LINE = re.compile(r"^(\s*)([A-Za-z_]\w*(?:\s*,\s*[A-Za-z_]\w*)*)\s*:")
-
-
 def documented_fields(cls: type) -> set[str]:
     """Field names documented in the ``Attributes:`` section of a class docstring (Google style).
 
     An entry is a line indented one level below ``Attributes:`` of the form ``name: text`` or
-    ``name_a, name_b: text``; deeper-indented lines continue the previous entry.
+    ``name_a, name_b: text``; deeper-indented lines continue the previous entry (the parser is
+    :func:`gcrl_bench.overrides.field_docs`, which ``gcrl-bench describe`` prints from).
     """
-    doc = cls.__doc__ or ""
-    lines = doc.expandtabs().splitlines()
-    names: set[str] = set()
-    for i, line in enumerate(lines):
-        if line.strip() != "Attributes:":
-            continue
-        section_indent = len(line) - len(line.lstrip())
-        entry_indent = None
-        for entry in lines[i + 1:]:
-            if not entry.strip():
-                continue
-            indent = len(entry) - len(entry.lstrip())
-            if indent <= section_indent:
-                break
-            if entry_indent is None:
-                entry_indent = indent
-            if indent == entry_indent:
-                match = _ATTRIBUTE_LINE.match(entry)
-                if match:
-                    names.update(n.strip() for n in match.group(2).split(","))
-    return names
+    return set(field_docs(cls))
 
 
 def _resolve_algorithm(algorithm: Algorithm | str) -> tuple[Algorithm, str]:
