@@ -1,4 +1,4 @@
-"""The ``gcrl-bench`` command line: run a grid, list what is registered, build a report.
+"""The ``gcrl-bench`` command line: run a grid, list and describe what is registered, build a report.
 
 User errors (unknown names, invalid values, unreadable results) print one line and exit with status 2;
 nothing already written is touched.
@@ -7,15 +7,17 @@ nothing already written is touched.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 import sys
 import time
-import typing
+import textwrap
 from pathlib import Path
 
 import click
 
-from gcrl_bench.errors import ConfigError, GcrlBenchError
+from gcrl_bench.errors import ConfigError, GcrlBenchError, UnknownNameError
+from gcrl_bench.overrides import Override, apply_overrides, field_rows, resolve_overrides
 
 DEFAULT_CACHE = os.path.join(os.path.expanduser("~"), ".cache", "gcrl-bench", "jax")
 
@@ -44,47 +46,114 @@ def _csv(kind: str, value: str | None, cast=str) -> list:
     return out
 
 
-def _coerce(field: dataclasses.Field, raw: str, owner: str):
-    """Parses a --set value to the type of a config field."""
-    t = field.type if not isinstance(field.type, str) else field.type
-    text = str(t)
-    try:
-        if "bool" in text:
-            if raw.lower() in ("1", "true", "yes", "on"):
-                return True
-            if raw.lower() in ("0", "false", "no", "off"):
-                return False
-            raise ValueError
-        if "Literal" in text:
-            allowed = typing.get_args(eval(t, vars(typing))) if isinstance(t, str) else typing.get_args(t)
-            if raw not in allowed:
-                raise ConfigError(f"--set {field.name}={raw}: {owner} accepts one of {', '.join(map(str, allowed))}")
-            return raw
-        if "int" in text:
-            return int(raw.replace("_", ""))
-        if "float" in text:
-            return float(raw)
-    except ConfigError:
-        raise
-    except ValueError:
-        raise ConfigError(f"--set {field.name}={raw}: expected a value of type {text} for {owner}") from None
-    return raw
+# Network fields are a sweep axis (part of every run id) set by their own flags, never by --set.
+_NETWORK_FLAGS = {
+    "network": "the networks are set by --depths, --widths, --residual/--no-residual, --layer-norm/--no-layer-norm "
+               "and --activation",
+    "network.depth": "use --depths (a sweep axis), e.g. --depths 4,16",
+    "network.width": "use --widths (a sweep axis), e.g. --widths 256",
+    "network.residual": "use --residual or --no-residual",
+    "network.layer_norm": "use --layer-norm or --no-layer-norm",
+    "network.activation": "use --activation",
+}
+_NETWORK_FLAG_NAMES = {"depth": "--depths", "width": "--widths", "residual": "--residual/--no-residual",
+                       "layer_norm": "--layer-norm/--no-layer-norm", "activation": "--activation"}
 
 
-def _apply_overrides(obj, overrides: dict[str, str], owner: str):
-    fields = {f.name: f for f in dataclasses.fields(obj)}
-    changes = {k: _coerce(fields[k], v, owner) for k, v in overrides.items() if k in fields and k != "network"}
-    return dataclasses.replace(obj, **changes), set(changes)
-
-
-def _parse_sets(items: tuple[str, ...]) -> dict[str, str]:
-    out = {}
+def _parse_sets(items: tuple[str, ...]) -> list[Override]:
+    """``--set KEY=VALUE`` items as overrides, in the order given (see gcrl_bench.overrides)."""
+    out = []
     for item in items:
         if "=" not in item:
-            raise ConfigError(f"--set {item!r} is not KEY=VALUE; e.g. --set batch_size=256")
+            raise ConfigError(f"--set {item!r} is not KEY=VALUE; e.g. --set batch_size=256 or --set sac.tau=0.01")
         k, v = item.split("=", 1)
-        out[k.strip()] = v.strip()
+        out.append(Override(key=k.strip(), value=v.strip(), origin=f"--set {item}"))
     return out
+
+
+# Flags given as lists: a TOML array or a comma-separated string; the element type of the array.
+_LIST_FLAGS = {"algos": str, "tasks": str, "depths": int, "widths": int, "seeds": int}
+
+
+def _flag_name(param: click.Parameter) -> str:
+    return next((o[2:] for o in param.opts if o.startswith("--")), param.name or "")
+
+
+def _flatten(table: dict, prefix: str = "") -> list[tuple[str, object]]:
+    out: list[tuple[str, object]] = []
+    for key, value in table.items():
+        if isinstance(value, dict):
+            out.extend(_flatten(value, f"{prefix}{key}."))
+        else:
+            out.append((prefix + key, value))
+    return out
+
+
+def _file_value(ctx: click.Context, param: click.Option, value: object, where: str) -> object:
+    """A TOML value checked against, and converted like, the value of the flag ``param``."""
+    name = param.name
+    if name in _LIST_FLAGS:
+        kind = _LIST_FLAGS[name]
+        if isinstance(value, str):
+            return value
+        if isinstance(value, list) and value and all(isinstance(v, kind) and not isinstance(v, bool) for v in value):
+            return ",".join(str(v) for v in value)
+        example = "[4, 64]" if kind is int else '["crl", "sac"]'
+        raise ConfigError(f"{where} = {value!r}: expected a non-empty array of {kind.__name__}s or a "
+                          f"comma-separated string, e.g. {example}")
+    if param.is_flag:
+        ok, expected = isinstance(value, bool), "true or false"
+    elif param.type is click.INT:
+        ok, expected = isinstance(value, int) and not isinstance(value, bool), "an integer"
+    elif param.type is click.FLOAT:
+        ok, expected = isinstance(value, (int, float)) and not isinstance(value, bool), "a number"
+    elif param.type is click.STRING:
+        ok, expected = isinstance(value, (str, int)) and not isinstance(value, bool), "a string"
+    else:
+        ok, expected = isinstance(value, str), "a string"
+    if not ok:
+        raise ConfigError(f"{where} = {value!r}: expected {expected} (as for --{_flag_name(param)})")
+    try:
+        return param.type.convert(value, param, ctx)
+    except click.BadParameter as exc:
+        raise ConfigError(f"{where} = {value!r}: {' '.join(exc.format_message().split())}") from None
+
+
+def _read_sweep_file(ctx: click.Context, path: str) -> tuple[dict[str, object], list[Override]]:
+    """The flags and --set overrides of a sweep file (TOML, the flags' names as keys, a [set] table).
+
+    Returns:
+      (parameter name -> value, converted as the flag would be; the [set] table's overrides in file order)
+    """
+    import tomllib
+
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"--config {path}: no such file") from None
+    except OSError as exc:
+        raise ConfigError(f"--config {path}: cannot read it ({exc.strerror})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"--config {path}: not valid TOML: {' '.join(str(exc).split())}") from None
+    options = {_flag_name(p): p for p in ctx.command.params
+               if isinstance(p, click.Option) and p.name not in ("config_file", "sets")}
+    values: dict[str, object] = {}
+    overrides: list[Override] = []
+    for key, value in data.items():
+        flag = key.replace("_", "-")
+        if flag == "set":
+            if not isinstance(value, dict):
+                raise ConfigError(f"{path}: set must be a table of overrides, e.g. [set] batch_size = 256")
+            overrides.extend(Override(key=k, value=v, origin=f"{path}: set.{k}") for k, v in _flatten(value))
+            continue
+        if flag not in options:
+            known = sorted(options) + ["set"]
+            close = difflib.get_close_matches(flag, known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(f"{path}: unknown key {key!r}{hint}; known keys: {', '.join(known)}")
+        values[options[flag].name] = _file_value(ctx, options[flag], value, f"{path}: {key}")
+    return values, overrides
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -107,7 +176,11 @@ def cli():
 @click.option("--layer-norm/--no-layer-norm", default=True, show_default=True, help="LayerNorm in every network.")
 @click.option("--activation", type=click.Choice(["swish", "relu", "tanh"]), default="swish", show_default=True)
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
-              help="Override a loop or algorithm hyperparameter, e.g. --set batch_size=256 (repeatable).")
+              help="Override a hyperparameter (repeatable): KEY applies to every chosen algorithm config and the loop "
+                   "config that has it (--set batch_size=256); ALGO.KEY or loop.KEY to one only (--set sac.tau=0.01); "
+                   "dots reach nested fields (--set relabel.strategy=final). network.* is refused: use --depths, "
+                   "--widths, --residual, --layer-norm, --activation. Fields, types and defaults: "
+                   "`gcrl-bench describe ALGO|PRESET`.")
 @click.option("--report/--no-report", default=True, show_default=True, help="Write the PDF report at the end.")
 @click.option("--checkpoint-every", type=int, default=5, show_default=True,
               help="Checkpoint every K epochs (0: only on SIGTERM/SIGINT); an interrupted run resumes from it.")
@@ -130,18 +203,46 @@ def cli():
 @click.option("--slurm-constraint", default="", help="SLURM node constraint.")
 @click.option("--slurm-cluster", type=click.Choice(["slurm", "local"]), default="slurm", show_default=True,
               help="submitit backend: 'local' runs the same jobs as local processes (testing without SLURM).")
-def run(algos, tasks, depths, widths, seeds, preset, env_steps, epochs, out, residual, layer_norm, activation, sets, report,
+@click.option("--config", "config_file", default=None, type=click.Path(dir_okay=False),
+              help="A sweep file (TOML) with these options' names as keys and a [set] table of overrides; flags given "
+                   "on the command line win, and its [set] entries come before --set's.")
+@click.pass_context
+def run(ctx, config_file, **params):
+    """Train every combination of algorithms x tasks x depths x widths x seeds; skip completed runs, resume
+    interrupted ones from their last checkpoint."""
+    _run_sweep(**_sweep_params(ctx))
+
+
+def _sweep_params(ctx: click.Context) -> dict[str, object]:
+    """The parameters of ``run`` with its sweep file (--config) merged in: a flag given on the command line
+    (or through the environment) keeps its value, any other takes the file's, else its default; ``sets``
+    becomes the list of overrides, the file's [set] entries first, then --set's in order."""
+    from click.core import ParameterSource
+
+    params = dict(ctx.params)
+    config_file = params.pop("config_file", None)
+    overrides: list[Override] = []
+    if config_file is not None:
+        values, overrides = _read_sweep_file(ctx, config_file)
+        explicit = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT, ParameterSource.PROMPT)
+        for name, value in values.items():
+            if ctx.get_parameter_source(name) not in explicit:
+                params[name] = value
+    params["sets"] = overrides + _parse_sets(params["sets"])
+    return params
+
+
+def _run_sweep(algos, tasks, depths, widths, seeds, preset, env_steps, epochs, out, residual, layer_norm, activation, sets, report,
         checkpoint_every, checkpoint_buffer_limit_mb, devices, executor, workers, ray_address, cpus_per_run,
         gpus_per_run, slurm_partition, slurm_time_min, slurm_mem_gb, slurm_account, slurm_qos, slurm_constraint,
         slurm_cluster):
-    """Train every combination of algorithms x tasks x depths x widths x seeds; skip completed runs, resume
-    interrupted ones from their last checkpoint."""
+    """The body of ``run`` once the sweep file and the flags are merged (``sets``: the overrides)."""
     from gcrl_bench import registry, results
     from gcrl_bench.checkpoint import CheckpointConfig
     from gcrl_bench.executors import ExecutorConfig
     from gcrl_bench.runner import ExecutionOptions
     from gcrl_bench.sharding import parse_devices
-    from gcrl_bench.config import derive_plan, get_preset
+    from gcrl_bench.config import LoopConfig, derive_plan, get_preset
     from gcrl_bench.networks import NetworkConfig
     from gcrl_bench.runner import RunSpec
     from gcrl_bench import xla_setup
@@ -169,24 +270,23 @@ def run(algos, tasks, depths, widths, seeds, preset, env_steps, epochs, out, res
     )
     networks = [NetworkConfig(depth=d, width=w, residual=residual, layer_norm=layer_norm, activation=activation)
                 for d in depth_list for w in width_list]
-    overrides = _parse_sets(sets)
+    algorithms = {name: registry.get_algorithm(name) for name in algo_names}
+    changes = resolve_overrides(
+        sets, {**{name: a.config_cls for name, a in algorithms.items()}, "loop": LoopConfig},
+        other_scopes=registry.algorithm_entries(), refused=_NETWORK_FLAGS,
+    )
 
     grid: list[RunSpec] = []
-    for algo_name in algo_names:
-        algorithm = registry.get_algorithm(algo_name)
+    for algo_name, algorithm in algorithms.items():
         for task_name in task_names:
             loop = preset_obj.loop_for(task_name)
             if env_steps is not None:
                 loop = dataclasses.replace(loop, total_env_steps=env_steps)
             if epochs is not None:
                 loop = dataclasses.replace(loop, num_epochs=epochs)
-            loop, used_loop = _apply_overrides(loop, overrides, "the loop")
+            loop = apply_overrides(loop, changes["loop"], "the loop config")
             for net in networks:
-                algo_config, used_algo = _apply_overrides(algorithm.config_cls(network=net), overrides, algo_name)
-                unknown = set(overrides) - used_loop - used_algo - {"network"}
-                if unknown and algo_name == algo_names[-1]:
-                    names = sorted({f.name for f in dataclasses.fields(loop)} | {f.name for f in dataclasses.fields(algo_config)} - {"network"})
-                    raise ConfigError(f"--set {sorted(unknown)[0]}: unknown hyperparameter; known: {', '.join(names)}")
+                algo_config = apply_overrides(algorithm.config_cls(network=net), changes[algo_name], f"algorithm {algo_name}")
                 derive_plan(loop, specs[task_name])  # raises a clear error before anything runs
                 for name in ("num_envs", "batch_size"):
                     if options.devices > 1 and getattr(loop, name) % options.devices:
@@ -264,6 +364,104 @@ def list_(what):
     if what != "presets":
         for err in registry.plugin_errors():
             click.echo(f"warning: {err}", err=True)
+
+
+def _show_value(value: object) -> str:
+    if value is dataclasses.MISSING:
+        return "(required)"
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10_000:
+        return f"{value:_}"
+    return repr(value)
+
+
+def _echo_fields(cls: type, instance: object = None, notes: dict[str, str] | None = None) -> None:
+    """One ``path: type = value`` line per field of ``cls`` (nested configs indented under their group),
+    each followed by its documentation; ``notes``: field path -> a remark appended to its line."""
+    notes = notes or {}
+    for row in field_rows(cls, instance):
+        depth = row.path.count(".")
+        indent = "  " * (depth + 1)
+        head = f"{indent}{row.path}: {row.type}" + ("" if row.group else f" = {_show_value(row.value)}")
+        if row.path in notes:
+            head += f"  [{notes[row.path]}]"
+        click.echo(head)
+        if row.doc:
+            click.echo(textwrap.fill(row.doc, width=110, initial_indent=indent + "    ", subsequent_indent=indent + "    "))
+
+
+def _describe_algorithm(name: str, entry) -> None:
+    algorithm = entry.algorithm
+    cls = algorithm.config_cls
+    click.echo(f"algorithm {name} [{entry.origin}]: {algorithm.description}")
+    click.echo(f"config {cls.__name__}: change a field with --set KEY=VALUE (every chosen algorithm and the loop "
+               f"config that has KEY) or --set {name}.KEY=VALUE (this algorithm only); dotted keys reach nested fields")
+    notes = {"network": "set by flags, not --set"}
+    notes.update({f"network.{field}": flag for field, flag in _NETWORK_FLAG_NAMES.items()})
+    _echo_fields(cls, notes=notes)
+
+
+def _describe_task(name: str, entry) -> None:
+    from gcrl_bench.config import PRESETS
+    from gcrl_bench.interface import TaskSpec
+
+    spec = entry.spec
+    kind = "one of the ten benchmark tasks" if spec.benchmark else "not one of the ten benchmark tasks"
+    click.echo(f"task {name} [{entry.origin}], {kind}: {spec.description}")
+    click.echo("spec:")
+    _echo_fields(TaskSpec, spec)
+    click.echo(f"  observation_size: int = {spec.observation_size}")
+    click.echo("      state_size + goal_size: the observation is [state, commanded goal].")
+    for preset in PRESETS.values():
+        if name in preset.per_task:
+            shown = ", ".join(f"{k}={_show_value(v)}" for k, v in preset.per_task[name].items())
+            click.echo(f"preset {preset.name} changes for this task: {shown}")
+
+
+def _describe_preset(preset) -> None:
+    from gcrl_bench.config import LoopConfig
+
+    click.echo(f"preset {preset.name}: {preset.description}")
+    click.echo("loop config (LoopConfig): change a field with --set KEY=VALUE or --set loop.KEY=VALUE; "
+               "--env-steps and --epochs set total_env_steps and num_epochs")
+    _echo_fields(LoopConfig, preset.loop)
+    if preset.per_task:
+        click.echo("per-task changes (budgets and sizes):")
+        width = max(len(t) for t in preset.per_task)
+        for task, change in preset.per_task.items():
+            click.echo(f"  {task:<{width}}  " + ", ".join(f"{k}={_show_value(v)}" for k, v in change.items()))
+
+
+@cli.command()
+@click.argument("name")
+def describe(name):
+    """Print every field of algorithm, task or preset NAME with its documentation and its default (an
+    algorithm's config, nested network.* and relabel.* included; a task's spec; a preset's loop config and
+    per-task budgets)."""
+    from gcrl_bench import registry
+    from gcrl_bench.config import PRESETS
+
+    algorithms, tasks = registry.algorithm_entries(), registry.task_entries()
+    found = False
+    for kind, table in (("algorithm", algorithms), ("task", tasks), ("preset", PRESETS)):
+        if name not in table:
+            continue
+        if found:
+            click.echo("")
+        found = True
+        if kind == "algorithm":
+            _describe_algorithm(name, table[name])
+        elif kind == "task":
+            _describe_task(name, table[name])
+        else:
+            _describe_preset(table[name])
+    if not found:
+        known = sorted(algorithms) + sorted(tasks) + list(PRESETS)
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise UnknownNameError(
+            f"unknown name {name!r}{hint}: not an algorithm, a task or a preset; algorithms: {', '.join(sorted(algorithms))}; "
+            f"tasks: {', '.join(sorted(tasks))}; presets: {', '.join(PRESETS)}"
+        )
 
 
 @cli.command()

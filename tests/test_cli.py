@@ -39,6 +39,35 @@ def assert_one_line_error(code, err, *needles):
          ["updates_per_step", "500", "use updates_per_step <="]),
         (["run", "--tasks", "point_u_maze", "--set", "bogus=1"], ["unknown hyperparameter", "batch_size"]),
         (["run", "--tasks", "point_u_maze", "--set", "reset_mode=bad"], ["reset_mode=bad", "one of first, fresh"]),
+        # a key is checked against every chosen algorithm and the loop, whatever their order: tau (sac only)
+        # passes, so the error is about the next key
+        (["run", "--tasks", "point_u_maze", "--algos", "sac,crl", "--set", "tau=0.01", "--set", "bogus=1"],
+         ["--set bogus=1: unknown hyperparameter 'bogus'", "tau", "batch_size", "repr_dim"]),
+        (["run", "--tasks", "point_u_maze", "--algos", "crl,sac", "--set", "tau=0.01", "--set", "bogus=1"],
+         ["--set bogus=1: unknown hyperparameter 'bogus'", "tau", "batch_size", "repr_dim"]),
+        (["run", "--tasks", "point_u_maze", "--algos", "crl", "--set", "tua=0.01"],
+         ["--set tua=0.01: unknown hyperparameter 'tua': no chosen config has it", "known: alpha_lr"]),
+        (["run", "--tasks", "point_u_maze", "--algos", "crl", "--set", "sac.tau=0.01"],
+         ["'sac' is not one of the chosen algorithms (crl)", "add it to --algos"]),
+        (["run", "--tasks", "point_u_maze", "--algos", "crl,sac", "--set", "crl.tau=0.01"],
+         ["unknown hyperparameter 'tau' for algorithm crl", "repr_dim"]),
+        (["run", "--tasks", "point_u_maze", "--algos", "crl", "--set", "loop.repr_dim=8"],
+         ["unknown hyperparameter 'repr_dim' for the loop config", "batch_size"]),
+        (["run", "--tasks", "point_u_maze", "--set", "network.depth=8"],
+         ["--set network.depth=8: network.depth is not set with --set; use --depths"]),
+        (["run", "--tasks", "point_u_maze", "--set", "crl.network.activation=relu"], ["use --activation"]),
+        (["run", "--tasks", "point_u_maze", "--algos", "sac", "--set", "relabel=final"],
+         ["relabel is a group of settings in algorithm sac", "relabel.strategy, relabel.gamma, relabel.fraction"]),
+        (["run", "--tasks", "point_u_maze", "--algos", "crl", "--set", "strategy=final"],
+         ["did you mean relabel.strategy?"]),
+        (["run", "--tasks", "point_u_maze", "--algos", "sac", "--set", "sac.relabel.strategy=bogus"],
+         ["algorithm sac's relabel.strategy expected one of geometric, future, final, none, got 'bogus'"]),
+        (["run", "--tasks", "point_u_maze", "--algos", "sac", "--set", "tau=fast"],
+         ["--set tau=fast: algorithm sac's tau expected a number, got 'fast'"]),
+        (["run", "--tasks", "point_u_maze", "--algos", "sac", "--set", "tau=5"], ["tau 5.0 must lie in (0, 1]"]),
+        (["run", "--tasks", "point_u_maze", "--set", "batch_size"], ["is not KEY=VALUE"]),
+        (["describe", "crll"], ["unknown name 'crll' (did you mean 'crl'?)", "algorithms: crl,", "tasks: ",
+                                "point_u_maze", "presets: paper, quick, smoke"]),
         (["run", "--tasks", "point_u_maze", "--preset", "huge"], ["unknown preset 'huge'", "smoke"]),
         (["report", "/nonexistent/results"], ["not a gcrl-bench results directory"]),
     ],
@@ -122,3 +151,145 @@ def test_smoke_run_writes_every_promised_file_and_rerun_skips(capsys, tmp_path):
     code, stdout, _ = run_cli(capsys, *argv)
     assert code == 0 and "1 already complete" in stdout
     assert (run / "summary.json").stat().st_mtime_ns == mtime
+
+
+def test_describe_an_algorithm_prints_every_field_with_its_doc_and_default(capsys):
+    code, out, _ = run_cli(capsys, "describe", "sac_her")
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].startswith("algorithm sac_her [built-in]: ")
+    assert "  tau: float = 0.005" in lines
+    assert lines[lines.index("  tau: float = 0.005") + 1].strip().startswith("Polyak rate of the target critics")
+    assert "    network.depth: int = 4  [--depths]" in lines  # nested, with the flag that sets it
+    assert "    network.activation: one of swish, relu, tanh = 'swish'  [--activation]" in lines
+    assert "    relabel.strategy: one of geometric, future, final, none = 'future'" in lines  # SACHER's default
+    assert "    relabel.fraction: float = 0.8" in lines
+    from gcrl_bench import registry
+    from gcrl_bench.overrides import leaf_paths
+
+    shown = {l.split(":")[0].strip() for l in lines if l.startswith("  ") and not l.startswith("      ")}
+    assert set(leaf_paths(registry.get_algorithm("sac_her").config_cls)) <= shown
+
+
+def test_describe_a_task_prints_its_spec(capsys):
+    code, out, _ = run_cli(capsys, "describe", "ant_u5_maze")
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].startswith("task ant_u5_maze [built-in], one of the ten benchmark tasks: ant in a long U-shaped maze")
+    for line in ("  state_size: int = 29", "  goal_indices: tuple of int = (0, 1)", "  success_threshold: float = 0.5",
+                 "  episode_length: int = 1000", "  backend: str = 'spring'", "  eval_goal_set: str = 'eval'",
+                 "  observation_size: int = 31"):
+        assert line in lines, line
+    assert "preset paper changes for this task: total_env_steps=400_000_000, num_epochs=400" in lines
+
+
+def test_describe_a_preset_prints_its_loop_and_budgets(capsys):
+    code, out, _ = run_cli(capsys, "describe", "smoke")
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].startswith("preset smoke: Checks that everything runs end to end")
+    assert "  window_length: int = 250" in lines and "  total_env_steps: int = 7200" in lines  # 16 x (250 + 2 x 2 x 50)
+    assert "  reset_mode: one of first, fresh = 'first'" in lines
+    code, out, _ = run_cli(capsys, "describe", "paper")
+    lines = out.splitlines()
+    assert "  num_envs: int = 512" in lines and "  updates_per_step: int = 800" in lines
+    assert any(l.split() == ["ant_u5_maze", "total_env_steps=400_000_000,", "num_epochs=400"] for l in lines)
+    assert any(l.split() == ["humanoid", "total_env_steps=100_000_000,", "num_epochs=100"] for l in lines)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Sweep files (--config)
+
+EXAMPLE = os.path.join(os.path.dirname(__file__), os.pardir, "examples", "sweep.toml")
+
+
+def sweep_params(*argv):
+    """The merged parameters of `gcrl-bench run ARGV`, parsed without running anything."""
+    from gcrl_bench import cli
+
+    with cli.run.make_context("run", list(argv)) as ctx:
+        return cli._sweep_params(ctx)
+
+
+def test_the_example_sweep_file_sets_flags_and_overrides():
+    params = sweep_params("--config", EXAMPLE)
+    assert params["algos"] == "crl,sac_her" and params["tasks"] == "point_u_maze"
+    assert params["depths"] == "4,16" and params["widths"] == "256" and params["seeds"] == "0,1,2"
+    assert params["preset"] == "quick" and params["out"] == "results/sweep" and params["report"] is True
+    assert params["epochs"] is None  # not in the file: the flag's default
+    assert [(o.key, o.value) for o in params["sets"]] == [
+        ("updates_per_step", 40), ("sac_her.tau", 0.01), ("sac_her.relabel.strategy", "final"),
+        ("sac_her.relabel.fraction", 1.0), ("crl.relabel.gamma", 0.95),
+    ]
+
+
+def test_the_example_sweep_file_resolves_against_its_algorithms():
+    from gcrl_bench import registry
+    from gcrl_bench.cli import _NETWORK_FLAGS
+    from gcrl_bench.config import LoopConfig
+    from gcrl_bench.overrides import apply_overrides, resolve_overrides
+
+    params = sweep_params("--config", EXAMPLE)
+    algos = params["algos"].split(",")
+    configs = {a: registry.get_algorithm(a).config_cls for a in algos} | {"loop": LoopConfig}
+    changes = resolve_overrides(params["sets"], configs, other_scopes=registry.algorithm_entries(), refused=_NETWORK_FLAGS)
+    sac_her = apply_overrides(configs["sac_her"](), changes["sac_her"], "sac_her")
+    assert (sac_her.tau, sac_her.relabel.strategy, sac_her.relabel.fraction) == (0.01, "final", 1.0)
+    crl = apply_overrides(configs["crl"](), changes["crl"], "crl")
+    assert crl.relabel.gamma == 0.95 and crl.relabel.strategy == "geometric"
+    assert changes["loop"] == {"updates_per_step": 40}
+
+
+def test_command_line_flags_win_over_the_file_and_set_entries_add_up(tmp_path):
+    path = tmp_path / "sweep.toml"
+    path.write_text('algos = "crl,sac"\nseeds = [0, 1]\npreset = "smoke"\nresidual = false\nepochs = 3\n'
+                    '[set]\ntau = 0.01\nbatch_size = 64\n')
+    params = sweep_params("--config", str(path), "--seeds", "7", "--residual", "--set", "batch_size=32")
+    assert params["seeds"] == "7"  # given on the command line
+    assert params["residual"] is True  # given on the command line, although it equals the default
+    assert params["algos"] == "crl,sac" and params["preset"] == "smoke" and params["epochs"] == 3  # from the file
+    assert [(o.key, o.value) for o in params["sets"]] == [("tau", 0.01), ("batch_size", 64), ("batch_size", "32")]
+    from gcrl_bench import registry
+    from gcrl_bench.config import LoopConfig
+    from gcrl_bench.overrides import resolve_overrides
+
+    changes = resolve_overrides(params["sets"], {"sac": registry.get_algorithm("sac").config_cls, "loop": LoopConfig})
+    assert changes == {"sac": {"tau": 0.01}, "loop": {"batch_size": 32}}  # the command line's --set comes last
+
+
+def test_a_sweep_file_is_used_by_run(capsys, tmp_path):
+    path = tmp_path / "sweep.toml"
+    path.write_text('algos = ["crl"]\ntasks = ["point_u_maze"]\n[set.sac]\ntau = 0.01\n')
+    code, _, err = run_cli(capsys, "run", "--config", str(path), "--out", str(tmp_path / "r"))
+    assert_one_line_error(code, err, f"{path}: set.sac.tau: 'sac' is not one of the chosen algorithms (crl)")
+    path.write_text('tasks = "point_u_maze"\npreset = "smoke"\n[set]\nupdates_per_step = 500\n')
+    code, _, err = run_cli(capsys, "run", "--config", str(path), "--out", str(tmp_path / "r"))
+    assert_one_line_error(code, err, "updates_per_step (128 x 500", "use updates_per_step <=")
+    assert not (tmp_path / "r" / "runs").exists()
+
+
+@pytest.mark.parametrize(
+    "text,needles",
+    [
+        ('algo = "crl"\n', ["unknown key 'algo' (did you mean 'algos'?)", "known keys: activation, address"]),
+        ("depths = [4, 6.5]\n", ["depths = [4, 6.5]: expected a non-empty array of ints", "[4, 64]"]),
+        ('epochs = "3"\n', ["epochs = '3': expected an integer (as for --epochs)"]),
+        ("residual = 1\n", ["residual = 1: expected true or false (as for --residual)"]),
+        ('executor = "mpi"\n', ["executor = 'mpi':", "'mpi' is not one of 'local', 'ray', 'slurm'"]),
+        ("set = 3\n", ["set must be a table of overrides"]),
+        ("[set]\nbogus = 1\n", ["set.bogus: unknown hyperparameter 'bogus'"]),
+        ('[set]\nbatch_size = "many"\n', ["set.batch_size: the loop config's batch_size expected an integer, got 'many'"]),
+        ("[set]\nbatch_size = 64.5\n", ["expected an integer, got 64.5"]),
+        ("algos = [\n", ["not valid TOML"]),
+    ],
+)
+def test_bad_sweep_files_give_one_clear_line(capsys, tmp_path, text, needles):
+    path = tmp_path / "sweep.toml"
+    path.write_text(text)
+    code, _, err = run_cli(capsys, "run", "--config", str(path), "--tasks", "point_u_maze", "--out", str(tmp_path / "r"))
+    assert_one_line_error(code, err, *needles)
+
+
+def test_a_missing_sweep_file(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "run", "--config", str(tmp_path / "nope.toml"))
+    assert_one_line_error(code, err, f"--config {tmp_path / 'nope.toml'}: no such file")
