@@ -244,7 +244,7 @@ def _run_sweep(algos, tasks, depths, widths, seeds, preset, env_steps, epochs, o
     from gcrl_bench.sharding import parse_devices
     from gcrl_bench.config import LoopConfig, derive_plan, get_preset
     from gcrl_bench.networks import NetworkConfig
-    from gcrl_bench.runner import RunSpec
+    from gcrl_bench.runspec import RunSpec
     from gcrl_bench import xla_setup
 
     algo_names = _csv("algos", algos)

@@ -31,8 +31,10 @@ import sys
 from pathlib import Path
 from typing import Literal
 
+from gcrl_bench import results
 from gcrl_bench.errors import ConfigError, import_extra
-from gcrl_bench.runner import EpochReport, ExecutionOptions, RunInterrupted, RunSpec, run_isolated
+from gcrl_bench.runner import EpochReport, ExecutionOptions, RunInterrupted, RunOutcome, record_failure, run_isolated
+from gcrl_bench.runspec import RunSpec
 
 
 # executor kind -> (module, extra that installs it, option that needs it)
@@ -134,12 +136,7 @@ def _log_callbacks(label: str):
     return on_phase, on_epoch
 
 
-def _label(run: RunSpec) -> str:
-    n = run.network
-    return f"{run.algo} {run.task} d{n.depth} w{n.width} s{run.seed}"
-
-
-def _remote_run(run: RunSpec, out: str, options: ExecutionOptions, cache: dict) -> dict:
+def _remote_run(run: RunSpec, out: str, options: ExecutionOptions, cache: dict) -> RunOutcome:
     """The body of a run in a worker process, a Ray task or a SLURM job."""
     import jax
 
@@ -149,7 +146,7 @@ def _remote_run(run: RunSpec, out: str, options: ExecutionOptions, cache: dict) 
     xla_setup.configure_for([registry.task_spec(run.task)])
     for name, value in cache.items():
         jax.config.update(name, value)
-    on_phase, on_epoch = _log_callbacks(_label(run))
+    on_phase, on_epoch = _log_callbacks(run.label)
     return run_isolated(run, Path(out), on_epoch=on_epoch, on_phase=on_phase, options=options)
 
 
@@ -165,25 +162,18 @@ def _compilation_cache_settings() -> dict:
 def _record_lost(run: RunSpec, out: Path, exc: BaseException) -> list[str]:
     """A run whose process died (killed, out of memory, node lost) left no outcome: records it in its
     failure.json unless it completed; returns its failure line (or nothing)."""
-    from gcrl_bench import results
-
-    folder = results.RunDir(out / "runs" / run.run_id)
-    if folder.is_complete():
+    if results.RunDir.of(out, run.run_id).is_complete():
         return []
-    record = results.failure_record(run_id=run.run_id, algo=run.algo, task=run.task, depth=run.network.depth,
-                                    width=run.network.width, seed=run.seed, exc=exc,
-                                    rows=results.read_metrics(folder.metrics))
-    results.atomic_write_text(folder.failure, results.to_json(record))
-    return [f"{run.run_id}: {record['error']}"]
+    return [f"{run.run_id}: {record_failure(run, out, exc).error}"]
 
 
-def _collect(outcomes: dict, runs: list[RunSpec]) -> list[str]:
+def _collect(outcomes: dict[str, RunOutcome], runs: list[RunSpec]) -> list[str]:
     failures = []
     for run in runs:
         o = outcomes.get(run.run_id)
-        if o is not None and o["status"] == "failed":
-            failures.append(f"{run.run_id}: {o['error']}")
-        print(f"{_label(run)}: {'done' if o and o['status'] == 'complete' else 'FAILED'}", file=sys.stderr, flush=True)
+        if o is not None and o.status == "failed":
+            failures.append(f"{run.run_id}: {o.error}")
+        print(f"{run.label}: {'done' if o and o.status == 'complete' else 'FAILED'}", file=sys.stderr, flush=True)
     return failures
 
 
@@ -198,8 +188,8 @@ def _run_local_pool(runs: list[RunSpec], out: Path, options: ExecutionOptions, w
         slots.put(env)
     cache = _compilation_cache_settings()
     failures: list[str] = []
-    outcomes: dict[str, dict] = {}
-    interrupted: list[str] = []
+    outcomes: dict[str, RunOutcome] = {}
+    interrupted: list[RunOutcome] = []
     with concurrent.futures.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
                                                 initargs=(slots,)) as pool:
         # SIGTERM to this process goes on to the workers, which checkpoint and stop at an epoch boundary.
@@ -216,7 +206,7 @@ def _run_local_pool(runs: list[RunSpec], out: Path, options: ExecutionOptions, w
                 try:
                     outcomes[run.run_id] = fut.result()
                 except RunInterrupted as exc:
-                    interrupted.append(str(exc))
+                    interrupted.append(RunOutcome(run.run_id, "interrupted", error=str(exc)))
                 except concurrent.futures.process.BrokenProcessPool as exc:
                     failures += _record_lost(run, out, exc)
         finally:
@@ -272,7 +262,7 @@ def _run_slurm(runs: list[RunSpec], out: Path, options: ExecutionOptions, config
     cache = _compilation_cache_settings()
     jobs = [(executor.submit(_remote_run, run, str(out.resolve()), options, cache), run) for run in runs]
     for job, run in jobs:
-        print(f"{_label(run)}: submitted as job {job.job_id}", file=sys.stderr, flush=True)
+        print(f"{run.label}: submitted as job {job.job_id}", file=sys.stderr, flush=True)
     outcomes, failures = {}, []
     for job, run in jobs:
         try:

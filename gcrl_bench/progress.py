@@ -9,7 +9,8 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 
 from gcrl_bench import registry
 from gcrl_bench.config import derive_plan
-from gcrl_bench.runner import EpochReport, ExecutionOptions, RunSpec, StopOnSignal, run_isolated
+from gcrl_bench.runner import EpochReport, ExecutionOptions, StopOnSignal, run_isolated
+from gcrl_bench.runspec import RunSpec
 
 
 def run_grid(runs: list[RunSpec], out: Path, options: ExecutionOptions = ExecutionOptions()) -> list[str]:
@@ -35,8 +36,7 @@ def run_grid(runs: list[RunSpec], out: Path, options: ExecutionOptions = Executi
             StopOnSignal() as stop:
         for i, run in enumerate(runs, 1):
             stop.check(f"the sweep stopped before run {i}/{len(runs)} ({run.run_id})")
-            n = run.network
-            label = f"[{i}/{len(runs)}] {run.algo} {run.task} d{n.depth} w{n.width} s{run.seed}"
+            label = f"[{i}/{len(runs)}] {run.label}"
             total = derive_plan(run.loop, registry.task_spec(run.task)).total_env_steps
             bar = progress.add_task(label, total=total, sps="", tag="compiling")
 
@@ -55,14 +55,13 @@ def run_grid(runs: list[RunSpec], out: Path, options: ExecutionOptions = Executi
                                   f"{r.elapsed_s:.0f}s")
 
             outcome = run_isolated(run, out, on_epoch=on_epoch, on_phase=on_phase, options=options)
-            if outcome["status"] == "complete":
-                summary = outcome["summary"]
-                done = f"done: score {summary['score']:.1f} (compile {summary['compile_time_s']:.0f}s)"
+            if outcome.status == "complete":
+                done = f"done: score {outcome.score:.1f} (compile {outcome.compile_time_s:.0f}s)"
                 progress.update(bar, tag=done)
                 if not console.is_terminal:
                     console.print(f"{label}: {done}")
             else:
-                failures.append(f"{run.run_id}: {outcome['error']}")
+                failures.append(f"{run.run_id}: {outcome.error}")
                 progress.update(bar, tag="FAILED")
-                console.print(f"{label}: FAILED: {outcome['error']}")
+                console.print(f"{label}: FAILED: {outcome.error}")
     return failures

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import typing
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from gcrl_bench import registry, results
 from gcrl_bench.config import LoopConfig
 from gcrl_bench.errors import GcrlBenchError, ResultsError
 from gcrl_bench.interface import Algorithm, Task
+from gcrl_bench.runspec import RunSpec
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,7 +40,7 @@ class LoadedRun:
     """
 
     path: Path
-    run: Any
+    run: RunSpec
     record: dict
     task: Task
     algorithm: Algorithm
@@ -52,7 +52,7 @@ class LoadedRun:
 
 
 def config_from_dict(cls: type, values: dict, where: str) -> Any:
-    """Rebuilds a (possibly nested) frozen config dataclass from its JSON form (``results._jsonable``).
+    """Rebuilds a (possibly nested) frozen config dataclass from its JSON form (``results.jsonable``).
 
     Nested dataclass fields (e.g. ``network: NetworkConfig``) are rebuilt recursively and JSON lists
     become tuples where the field is a tuple; the dataclass's own validation runs as usual.
@@ -82,8 +82,8 @@ def config_from_dict(cls: type, values: dict, where: str) -> Any:
 def _incomplete(folder: results.RunDir) -> str:
     if folder.failure.exists():
         try:
-            error = json.loads(folder.failure.read_text()).get("error", "see failure.json")
-        except (OSError, ValueError):
+            error = results.read_json(folder.failure).get("error", "see failure.json")
+        except ResultsError:
             error = "see failure.json"
         return f"the run failed ({error}); it has no final parameters"
     if (folder.path / "checkpoints").is_dir():
@@ -98,8 +98,6 @@ def load_run(run_dir: str | Path) -> LoadedRun:
       ResultsError: not a run folder, incomplete or failed run, unreadable or mismatching files.
       UnknownNameError: the run's task or algorithm is not registered in this installation.
     """
-    from gcrl_bench.runner import RunSpec  # the runner imports the training loop; only needed here
-
     path = Path(run_dir)
     folder = results.RunDir(path)
     if not path.is_dir():
@@ -110,11 +108,11 @@ def load_run(run_dir: str | Path) -> LoadedRun:
                            "pass a folder results/runs/<run_id>")
     if not (folder.params.exists() and folder.summary.exists()):
         raise ResultsError(f"run folder {str(path)!r}: {_incomplete(folder)}")
+    record = results.read_config(folder.config)  # format version and the fields every reader relies on
+    algo_name, task_name, seed = record["algo"], record["task"], record["seed"]
     try:
-        record = json.loads(folder.config.read_text())
-        algo_name, task_name = record["algo"], record["task"]
-        seed, algo_values, loop_values = int(record["seed"]), record["algo_config"], record["loop_config"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+        algo_values, loop_values = record["algo_config"], record["loop_config"]
+    except KeyError as exc:
         raise ResultsError(f"run folder {str(path)!r}: config.json is unreadable or incomplete "
                            f"({type(exc).__name__}: {exc})") from None
 
@@ -129,7 +127,7 @@ def load_run(run_dir: str | Path) -> LoadedRun:
         raise ResultsError(f"run folder {str(path)!r}: config.json does not describe a valid configuration "
                            f"({type(exc).__name__}: {exc})") from None
     run = RunSpec(algo=algo_name, task=task_name, seed=seed, algo_config=algo_config, loop=loop,
-                  preset=str(record.get("preset", "")))
+                  preset=record["preset"])
 
     template = jax.eval_shape(functools.partial(algorithm.init, algo_config, task.spec), jax.random.PRNGKey(seed))
     try:

@@ -9,7 +9,7 @@ import threading
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
 import jax
 import jax.numpy as jnp
@@ -18,50 +18,10 @@ from flax import serialization
 
 from gcrl_bench import checkpoint, registry, results, sharding
 from gcrl_bench.checkpoint import CheckpointConfig
-from gcrl_bench.config import LoopConfig, derive_plan
+from gcrl_bench.config import derive_plan
 from gcrl_bench.errors import GcrlBenchError
-from gcrl_bench.networks import NetworkConfig
+from gcrl_bench.runspec import RunSpec
 from gcrl_bench.training import Compiled, Trainer, compile_trainer
-
-
-@dataclasses.dataclass(frozen=True)
-class RunSpec:
-    """One fully specified run.
-
-    Attributes:
-      algo, task: registry names.
-      seed: root PRNG seed.
-      algo_config: the algorithm's frozen config (its ``network`` field holds depth/width/switches).
-      loop: the loop configuration.
-      preset: the preset the loop came from (recorded, not used).
-    """
-
-    algo: str
-    task: str
-    seed: int
-    algo_config: Any
-    loop: LoopConfig
-    preset: str
-
-    @property
-    def network(self) -> NetworkConfig:
-        return self.algo_config.network
-
-    def identity(self) -> dict:
-        """Everything that determines the run's results (its id is a hash of this)."""
-        return {
-            "format_version": results.FORMAT_VERSION,
-            "algo": self.algo,
-            "task": self.task,
-            "seed": self.seed,
-            "algo_config": results._jsonable(self.algo_config),
-            "loop_config": results._jsonable(self.loop),
-        }
-
-    @property
-    def run_id(self) -> str:
-        n = self.network
-        return results.run_id(self.algo, self.task, n.depth, n.width, self.seed, self.identity())
 
 
 @dataclasses.dataclass
@@ -179,17 +139,67 @@ def _config_record(run: RunSpec, plan, spec, devices: int) -> dict:
         "preset": run.preset,
         "env_steps_planned": plan.total_env_steps,
         "episode_length": spec.episode_length,
-        "plan": results._jsonable(plan),
-        "task_spec": results._jsonable(spec),
+        "plan": results.jsonable(plan),
+        "task_spec": results.jsonable(spec),
         "versions": results.package_versions(),
         "code_version": results.code_version(),
         "hardware": {**results.hardware(), "devices_used": devices},
     }
 
 
+@dataclasses.dataclass(frozen=True)
+class RunOutcome:
+    """What became of one run of a sweep: plain data, so that it crosses process boundaries (worker
+    processes, Ray tasks, SLURM jobs).
+
+    Attributes:
+      run_id: the run's id (its folder under ``results/runs/``).
+      status: ``complete`` (summary.json written), ``failed`` (failure.json written) or ``interrupted``
+        (SIGTERM/SIGINT stopped it at an epoch boundary after its checkpoint was written).
+      score: the run's score (mean time at goal over its last evaluations, summary.json); NaN unless complete.
+      env_steps: environment steps trained: the final count when complete, else the count at the last
+        recorded evaluation (0 when it recorded none).
+      wall_time_s: seconds of training over all attempts: the summary's when complete, else the last
+        recorded evaluation's (NaN when it recorded none).
+      compile_time_s: seconds this attempt spent compiling (0 when the programs were reused in-process);
+        NaN unless complete.
+      error: one line saying what went wrong (failed, interrupted); "" when complete.
+    """
+
+    run_id: str
+    status: Literal["complete", "failed", "interrupted"]
+    score: float = float("nan")
+    env_steps: int = 0
+    wall_time_s: float = float("nan")
+    compile_time_s: float = float("nan")
+    error: str = ""
+
+    @classmethod
+    def complete(cls, run_id: str, summary: dict) -> "RunOutcome":
+        """The outcome of a run that finished, from its summary (as :func:`execute` returns it)."""
+        return cls(run_id, "complete", score=float(summary["score"]), env_steps=int(summary["env_steps"]),
+                   wall_time_s=float(summary["wall_time_s"]), compile_time_s=float(summary["compile_time_s"]))
+
+    @classmethod
+    def unfinished(cls, run_id: str, status: Literal["failed", "interrupted"], error: str,
+                   rows: list[dict]) -> "RunOutcome":
+        """The outcome of a run that stopped early; ``rows``: its recorded metrics rows (metrics.jsonl)."""
+        last = rows[-1] if rows else {}
+        return cls(run_id, status, env_steps=int(last.get("env_steps", 0)),
+                   wall_time_s=float(last.get("wall_time_s", float("nan"))), error=error)
+
+
 def execute(run: RunSpec, out: Path, on_epoch: Callable[[EpochReport], None] | None = None,
-            on_phase: Callable[[str], None] | None = None, options: ExecutionOptions = ExecutionOptions()) -> dict:
+            on_phase: Callable[[str], None] | None = None, options: ExecutionOptions = ExecutionOptions(),
+            on_metrics: Callable[[dict], None] | None = None) -> dict:
     """Trains one run, resuming from its newest valid checkpoint if there is one; returns the summary.
+
+    Args:
+      on_epoch: told each epoch's progress (:class:`EpochReport`), after its metrics are recorded.
+      on_phase: told what the run is doing before the epochs ("compiling", "prefilling the buffer", ...).
+      on_metrics: given a copy of each epoch's metrics row, as written to metrics.jsonl (epoch,
+        env_steps, wall_time_s, train_time_s, eval/..., train/...), right after it is recorded: the
+        place for an experiment tracker. Not called for the rows a resumed run restores.
 
     Raises:
       RunInterrupted: after SIGTERM/SIGINT, once the checkpoint of the last finished epoch is written.
@@ -198,7 +208,7 @@ def execute(run: RunSpec, out: Path, on_epoch: Callable[[EpochReport], None] | N
     task = registry.get_task(run.task)
     algorithm = registry.get_algorithm(run.algo)
     plan = derive_plan(run.loop, task.spec)
-    folder = results.RunDir(out / "runs" / run.run_id)
+    folder = results.RunDir.of(out, run.run_id)
     devices = sharding.resolve_devices(options.devices)
     folder.path.mkdir(parents=True, exist_ok=True)
     if folder.failure.exists():  # a retry: the new attempt's outcome replaces the old one
@@ -206,21 +216,86 @@ def execute(run: RunSpec, out: Path, on_epoch: Callable[[EpochReport], None] | N
     results.atomic_write_text(folder.config, results.to_json(_config_record(run, plan, task.spec, devices)))
 
     with StopOnSignal() as stop:
-        return _train(run, out, options, task, algorithm, plan, folder, devices, stop, on_epoch, on_phase)
+        return _train(run, options, task, algorithm, plan, folder, devices, stop,
+                      _Callbacks(on_epoch, on_phase, on_metrics))
 
 
-def _train(run, out, options, task, algorithm, plan, folder, devices, stop, on_epoch, on_phase) -> dict:
-    """The body of :func:`execute`, with SIGTERM/SIGINT turned into ``stop``."""
+@dataclasses.dataclass(frozen=True)
+class _Callbacks:
+    """The observers of one run (see :func:`execute`); each may be None."""
+
+    on_epoch: Callable[[EpochReport], None] | None = None
+    on_phase: Callable[[str], None] | None = None
+    on_metrics: Callable[[dict], None] | None = None
+
+    def phase(self, text: str) -> None:
+        if self.on_phase:
+            self.on_phase(text)
+
+
+@dataclasses.dataclass
+class _Training:
+    """The state of one attempt at a run between epochs (host side).
+
+    Attributes:
+      state: the LoopState (device arrays).
+      eval_key: PRNG key of the evaluations; split once per epoch.
+      rows: the metrics rows recorded so far (metrics.jsonl), including a resumed run's earlier ones.
+      first_epoch: the first epoch this attempt trains (1, or the checkpoint's epoch + 1).
+      wall_before: training seconds of the earlier attempts (0 for a fresh run).
+      t_start: ``time.perf_counter()`` when this attempt started.
+      refill_env_steps: environment steps spent refilling a buffer the checkpoint did not hold.
+      resumed: whether this attempt continues a checkpoint.
+    """
+
+    state: Any
+    eval_key: Any
+    rows: list[dict]
+    first_epoch: int
+    wall_before: float
+    t_start: float
+    refill_env_steps: int
+    resumed: bool
+
+    def wall_time(self) -> float:
+        """Training seconds over all attempts, up to now."""
+        return self.wall_before + time.perf_counter() - self.t_start
+
+    def host_state(self) -> dict:
+        """The host-side part of a checkpoint (see :func:`checkpoint.save`)."""
+        return {"eval_key": np.asarray(jax.device_get(self.eval_key)).tolist(), "rows": self.rows,
+                "wall_time_s": self.wall_time(), "refill_env_steps": self.refill_env_steps}
+
+
+def _train(run: RunSpec, options: ExecutionOptions, task, algorithm, plan, folder: results.RunDir, devices: int,
+           stop: "StopOnSignal", callbacks: _Callbacks) -> dict:
+    """The body of :func:`execute`, with SIGTERM/SIGINT turned into ``stop``: resume or initialise, train
+    the remaining epochs (checkpointing between them), write the summary."""
     mesh = sharding.make_mesh(devices) if devices > 1 else None
-    key = jax.random.PRNGKey(run.seed)
-    k_run, k_eval = jax.random.split(key)
+    k_run, k_eval = jax.random.split(jax.random.PRNGKey(run.seed))
     trainer = Trainer(task=task, algorithm=algorithm, algo_config=run.algo_config, loop=run.loop, mesh=mesh)
-    if on_phase:
-        on_phase("compiling")
+    callbacks.phase("compiling")
     compiled, compile_s = _compiled(trainer, k_run)
     ckpt = options.checkpoint
     save_buffer = 0 < checkpoint.buffer_bytes(compiled.state_shape) <= ckpt.buffer_max_bytes
 
+    training = _resume_or_init(run, compiled, folder, k_run, k_eval, callbacks)
+    stop.check(f"run {run.run_id} stopped before epoch {training.first_epoch}, nothing new to save")
+    for epoch in range(training.first_epoch, run.loop.num_epochs + 1):
+        _epoch(run, compiled, plan, folder, training, epoch, callbacks)
+        last = epoch == run.loop.num_epochs
+        periodic = ckpt.every_epochs and epoch % ckpt.every_epochs == 0
+        if not last and (periodic or stop.signum is not None):
+            checkpoint.save(folder.path, run.run_id, epoch, training.state, training.host_state(), save_buffer)
+        if not last:
+            stop.check(f"run {run.run_id} stopped after epoch {epoch}/{run.loop.num_epochs}, checkpoint written")
+    return _finish(compiled, compile_s, task, folder, training)
+
+
+def _resume_or_init(run: RunSpec, compiled: Compiled, folder: results.RunDir, k_run, k_eval,
+                    callbacks: _Callbacks) -> _Training:
+    """Restores the newest valid checkpoint (dropping metrics rows and checkpoints written after it), or
+    starts afresh (init + prefill) when there is none; returns the state ready for the next epoch."""
     restored = checkpoint.load_latest(folder.path, run.run_id, compiled.state_shape)
     t_start = time.perf_counter()
     refill_env_steps = 0
@@ -230,8 +305,7 @@ def _train(run, out, options, task, algorithm, plan, folder, devices, stop, on_e
             if stale.exists():
                 stale.unlink()
         state = compiled.init(k_run)
-        if on_phase:
-            on_phase("prefilling the buffer")
+        callbacks.phase("prefilling the buffer")
         state = compiled.prefill(state)
         rows: list[dict] = []
         first_epoch, wall_before = 1, 0.0
@@ -244,8 +318,7 @@ def _train(run, out, options, task, algorithm, plan, folder, devices, stop, on_e
         fresh = None if restored.has_buffer else compiled.init(k_run)
         state = compiled.place(checkpoint.restore_state(restored, compiled.state_shape, fresh))
         results.append_metrics(folder, rows)  # drop rows written after the checkpoint: they are redone
-        if on_phase:
-            on_phase(f"resumed after epoch {restored.epoch}/{run.loop.num_epochs}")
+        callbacks.phase(f"resumed after epoch {restored.epoch}/{run.loop.num_epochs}")
         if not restored.has_buffer:
             warnings.warn(f"run {run.run_id}: the checkpoint has no replay buffer; refilling it with the restored "
                           "policy (the resumed run is not identical to an uninterrupted one)", RuntimeWarning)
@@ -254,45 +327,52 @@ def _train(run, out, options, task, algorithm, plan, folder, devices, stop, on_e
             refill_env_steps += int(state.env_steps) - env_steps
             state = compiled.place(state.replace(env_steps=np.int32(env_steps)))  # refill steps are not budget
     jax.block_until_ready(state)
-    stop.check(f"run {run.run_id} stopped before epoch {first_epoch}, nothing new to save")
+    return _Training(state=state, eval_key=k_eval, rows=rows, first_epoch=first_epoch, wall_before=wall_before,
+                     t_start=t_start, refill_env_steps=refill_env_steps, resumed=restored is not None)
 
-    def host_state():
-        return {"eval_key": np.asarray(jax.device_get(k_eval)).tolist(), "rows": rows,
-                "wall_time_s": wall_before + time.perf_counter() - t_start, "refill_env_steps": refill_env_steps}
 
-    for epoch in range(first_epoch, run.loop.num_epochs + 1):
-        t0 = time.perf_counter()
-        state, train_metrics = compiled.epoch(state)
-        train_metrics = jax.device_get(train_metrics)
-        t_train = time.perf_counter() - t0
-        k_eval, k = jax.random.split(k_eval)
-        episodes = jax.device_get(compiled.evaluate(state.algo, k))
-        row = {
-            "epoch": epoch,
-            "env_steps": int(state.env_steps),
-            "wall_time_s": wall_before + time.perf_counter() - t_start,
-            "train_time_s": t_train,
-            "train/env_steps_per_s": plan.env_steps_per_epoch / t_train,
-            **{f"eval/{k}": float(np.mean(v)) for k, v in episodes.items()},
-            **{f"train/{k}": float(v) for k, v in train_metrics.items()},
-        }
-        bad = sorted(k for k, v in row.items() if k.startswith("train/") and not np.isfinite(v))
-        if not bool(compiled.all_finite(state.algo)):
-            bad.append("parameters")
-        if bad:
-            raise RunDiverged(f"diverged at epoch {epoch}: non-finite {', '.join(bad)}", epoch, row)
-        rows.append(row)
-        results.append_metrics(folder, rows)
-        if on_epoch:
-            on_epoch(EpochReport(epoch, run.loop.num_epochs, row["env_steps"], plan.total_env_steps,
-                                 row["train/env_steps_per_s"], row["eval/time_at_goal"], row["wall_time_s"]))
-        last = epoch == run.loop.num_epochs
-        periodic = ckpt.every_epochs and epoch % ckpt.every_epochs == 0
-        if not last and (periodic or stop.signum is not None):
-            checkpoint.save(folder.path, run.run_id, epoch, state, host_state(), save_buffer)
-        if not last:
-            stop.check(f"run {run.run_id} stopped after epoch {epoch}/{run.loop.num_epochs}, checkpoint written")
+def _epoch(run: RunSpec, compiled: Compiled, plan, folder: results.RunDir, training: _Training, epoch: int,
+           callbacks: _Callbacks) -> None:
+    """One epoch: trains, evaluates, checks that the metrics and parameters are finite, then records the
+    metrics row (``training.rows`` and metrics.jsonl) and tells the callbacks.
 
+    Raises:
+      RunDiverged: a train metric or a parameter is not finite (nothing is recorded).
+    """
+    t0 = time.perf_counter()
+    state, train_metrics = compiled.epoch(training.state)
+    train_metrics = jax.device_get(train_metrics)
+    t_train = time.perf_counter() - t0
+    training.eval_key, k = jax.random.split(training.eval_key)
+    episodes = jax.device_get(compiled.evaluate(state.algo, k))
+    training.state = state
+    row = {
+        "epoch": epoch,
+        "env_steps": int(state.env_steps),
+        "wall_time_s": training.wall_time(),
+        "train_time_s": t_train,
+        "train/env_steps_per_s": plan.env_steps_per_epoch / t_train,
+        **{f"eval/{k}": float(np.mean(v)) for k, v in episodes.items()},
+        **{f"train/{k}": float(v) for k, v in train_metrics.items()},
+    }
+    bad = sorted(k for k, v in row.items() if k.startswith("train/") and not np.isfinite(v))
+    if not bool(compiled.all_finite(state.algo)):
+        bad.append("parameters")
+    if bad:
+        raise RunDiverged(f"diverged at epoch {epoch}: non-finite {', '.join(bad)}", epoch, row)
+    training.rows.append(row)
+    results.append_metrics(folder, training.rows)
+    if callbacks.on_metrics:  # hook point for an experiment tracker (one call per recorded row)
+        callbacks.on_metrics(dict(row))
+    if callbacks.on_epoch:
+        callbacks.on_epoch(EpochReport(epoch, run.loop.num_epochs, row["env_steps"], plan.total_env_steps,
+                                       row["train/env_steps_per_s"], row["eval/time_at_goal"], row["wall_time_s"]))
+
+
+def _finish(compiled: Compiled, compile_s: float, task, folder: results.RunDir, training: _Training) -> dict:
+    """Writes the final parameters and summary.json (which marks the run complete), removes the
+    checkpoints, and returns the summary."""
+    rows, state = training.rows, training.state
     score = results.run_score(rows)
     results.atomic_write_bytes(folder.params, serialization.to_bytes(jax.device_get(state.algo)))
     summary = {
@@ -300,9 +380,9 @@ def _train(run, out, options, task, algorithm, plan, folder, devices, stop, on_e
         "score": score,
         "score_normalized": score / task.spec.episode_length,
         "env_steps": int(state.env_steps),
-        "refill_env_steps": refill_env_steps,
-        "resumed": restored is not None,
-        "wall_time_s": wall_before + time.perf_counter() - t_start,
+        "refill_env_steps": training.refill_env_steps,
+        "resumed": training.resumed,
+        "wall_time_s": training.wall_time(),
         "compile_time_s": compile_s,
         "compile_seconds": compiled.compile_seconds if compile_s else {},  # empty: programs reused in-process
         "episode_length": task.spec.episode_length,
@@ -314,25 +394,33 @@ def _train(run, out, options, task, algorithm, plan, folder, devices, stop, on_e
     return summary
 
 
+def record_failure(run: RunSpec, out: Path, exc: BaseException) -> RunOutcome:
+    """Writes the run's failure.json for ``exc`` (see :func:`results.failure_record`) with the metrics
+    rows it recorded, and returns its ``failed`` outcome."""
+    folder = results.RunDir.of(out, run.run_id)
+    rows = results.read_metrics(folder.metrics)
+    record = results.failure_record(run_id=run.run_id, algo=run.algo, task=run.task, depth=run.network.depth,
+                                    width=run.network.width, seed=run.seed, exc=exc, rows=rows)
+    results.atomic_write_text(folder.failure, results.to_json(record))
+    return RunOutcome.unfinished(run.run_id, "failed", record["error"], rows)
+
+
 def run_isolated(run: RunSpec, out: Path, on_epoch: Callable[[EpochReport], None] | None = None,
                  on_phase: Callable[[str], None] | None = None,
-                 options: ExecutionOptions = ExecutionOptions()) -> dict:
+                 options: ExecutionOptions = ExecutionOptions(),
+                 on_metrics: Callable[[dict], None] | None = None) -> RunOutcome:
     """Runs :func:`execute`; any failure except an interruption is recorded in the run's failure.json
-    (see :func:`results.failure_record`) instead of raised, so that a sweep goes on.
+    (see :func:`record_failure`) instead of raised, so that a sweep goes on.
 
     Returns:
-      an outcome (plain data, so that it can cross process boundaries): run_id, status ``complete``
-      with ``summary``, or ``failed`` with ``error``.
+      the run's outcome, ``complete`` or ``failed``.
+    Raises:
+      RunInterrupted, KeyboardInterrupt: as :func:`execute`.
     """
     try:
-        return {"run_id": run.run_id, "status": "complete",
-                "summary": execute(run, out, on_epoch=on_epoch, on_phase=on_phase, options=options)}
+        summary = execute(run, out, on_epoch=on_epoch, on_phase=on_phase, options=options, on_metrics=on_metrics)
     except (RunInterrupted, KeyboardInterrupt):
         raise
     except Exception as exc:
-        folder = results.RunDir(out / "runs" / run.run_id)
-        record = results.failure_record(run_id=run.run_id, algo=run.algo, task=run.task, depth=run.network.depth,
-                                        width=run.network.width, seed=run.seed, exc=exc,
-                                        rows=results.read_metrics(folder.metrics) if folder.metrics.exists() else [])
-        results.atomic_write_text(folder.failure, results.to_json(record))
-        return {"run_id": run.run_id, "status": "failed", "error": record["error"]}
+        return record_failure(run, out, exc)
+    return RunOutcome.complete(run.run_id, summary)

@@ -34,7 +34,8 @@ from matplotlib.figure import Figure
 
 from gcrl_bench.errors import ConfigError, ResultsError
 from gcrl_bench.reports import scaling, stats, tables
-from gcrl_bench.reports.results import RUN_KEY, Results, load_results
+from gcrl_bench.reports.results import Results, load_results
+from gcrl_bench.results import RUN_KEY
 
 PAGE_SIZE = (11.69, 8.27)  # A4 landscape, inches
 TABLE_ROWS_PER_PAGE = 24
@@ -484,7 +485,7 @@ def build_report(
     """Builds the PDF report of a results directory and writes its tables beside it.
 
     Args:
-        results_dir: directory with scores.csv and runs/ (see `gcrl_bench.reports.results`).
+        results_dir: directory with scores.csv and runs/ (see `gcrl_bench.results`).
         output_pdf: where to write the PDF; default results_dir/report.pdf. The tables go beside
             it as <stem>_tables.csv, <stem>_tables.md and <stem>_tables.tex.
         reps: number of bootstrap resamples per interval.

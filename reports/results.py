@@ -1,23 +1,16 @@
-"""Reading and validating a results directory written by the training code.
+"""The report's view of a results directory: the runs it includes, their scores and evaluations.
 
-Layout (format_version 1):
-
-    DIR/scores.csv                  algo,task,depth,width,seed,env_steps,metric,value (long form)
-    DIR/runs/<run_id>/config.json   what the run is (algo, task, depth, width, seed, preset, versions, ...)
-    DIR/runs/<run_id>/metrics.jsonl one JSON object per evaluation (not needed by the report)
-    DIR/runs/<run_id>/summary.json  present only once the run is complete
-
-The numbers in the report come from scores.csv; runs/ says which runs exist, which are complete,
-and how they were configured. A run is identified in scores.csv by (algo, task, depth, width,
-seed). Runs with a failure.json or without a complete summary are listed as not included and their rows
-are left out.
+The files and their format are those of :mod:`gcrl_bench.results` (which also reads and checks them);
+this module assembles the report's tables from them. The numbers come from scores.csv; runs/ says which
+runs exist, which are complete, and how they were configured. A run is identified in scores.csv by
+(algo, task, depth, width, seed). Runs with a failure.json or without a complete summary are listed as
+not included and their rows are left out.
 Anything unreadable raises `ResultsError` naming the file and what to do.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -26,27 +19,8 @@ import numpy as np
 import pandas as pd
 
 from gcrl_bench.errors import ResultsError
-
-FORMAT_VERSION = 1
-SCORES_COLUMNS = ("algo", "task", "depth", "width", "seed", "env_steps", "metric", "value")
-RUN_KEY = ("algo", "task", "depth", "width", "seed")
-CONFIG_KEY = ("algo", "task", "depth", "width")
-EVAL_METRICS = ("time_at_goal", "success_any", "success_at_end", "final_distance")
-SCORE_METRIC = "score"
-SUCCESS_METRICS = ("success_any", "success_at_end")
-LAST_EVALUATIONS = 5
-_CONFIG_FIELDS: dict[str, type | tuple[type, ...]] = {
-    "format_version": int,
-    "run_id": str,
-    "algo": str,
-    "task": str,
-    "depth": int,
-    "width": int,
-    "seed": int,
-    "preset": str,
-    "env_steps_planned": int,
-    "episode_length": int,
-}
+from gcrl_bench.results import (EVAL_METRICS, RUN_KEY, SCORE_METRIC, SCORE_WINDOW, SUCCESS_METRICS, RunDir,
+                                read_config, read_scores, run_status)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,107 +50,11 @@ class Results:
     configs: dict[str, dict[str, Any]]
 
 
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except OSError as error:
-        raise ResultsError(f"cannot read {path}: {error.strerror}; check the file's permissions") from error
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ResultsError(
-            f"{path} is not valid JSON ({error}); the run may have been interrupted while writing it: "
-            "rerun it or move its directory out of the results directory"
-        ) from error
-
-
-def _read_config(path: Path) -> dict[str, Any]:
-    config = _read_json(path)
-    if not isinstance(config, dict):
-        raise ResultsError(f"{path} must hold a JSON object; move this run out of the results directory")
-    version = config.get("format_version")
-    if version != FORMAT_VERSION:
-        raise ResultsError(
-            f"{path} has format_version {version!r}, this report reads format_version {FORMAT_VERSION}; "
-            "use the gcrl-bench version that wrote it, or move the run out of the results directory"
-        )
-    for field, kind in _CONFIG_FIELDS.items():
-        value = config.get(field)
-        if not isinstance(value, kind) or isinstance(value, bool):
-            raise ResultsError(
-                f"{path}: field {field!r} is {value!r}, expected {getattr(kind, '__name__', kind)}; "
-                "the file is corrupt: rerun the run or move it out of the results directory"
-            )
-    if config["episode_length"] <= 0:
-        raise ResultsError(f"{path}: episode_length is {config['episode_length']}, expected a positive integer")
-    return config
-
-
-def _read_scores(path: Path) -> pd.DataFrame:
-    if not path.is_file():
-        raise ResultsError(f"{path} is missing; the results directory must hold the scores.csv the training code writes")
-    try:
-        table = pd.read_csv(path, dtype={"algo": str, "task": str, "metric": str}, keep_default_na=False)
-    except OSError as error:
-        raise ResultsError(f"cannot read {path}: {error.strerror}; check the file's permissions") from error
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as error:
-        raise ResultsError(f"{path} is not a readable CSV ({str(error).splitlines()[0]}); restore or regenerate it") from error
-    if tuple(table.columns) != SCORES_COLUMNS:
-        raise ResultsError(
-            f"{path} has columns {','.join(map(str, table.columns))}, expected {','.join(SCORES_COLUMNS)}; "
-            "it was not written by this version of gcrl-bench"
-        )
-    for column in ("depth", "width", "seed", "env_steps"):
-        numbers = pd.to_numeric(table[column], errors="coerce")
-        if numbers.isna().any() or (numbers != np.round(numbers)).any():
-            row = int(np.flatnonzero(numbers.isna() | (numbers != np.round(numbers)))[0]) + 2
-            raise ResultsError(f"{path} line {row}: column {column!r} must be an integer; the file is corrupt")
-        table[column] = numbers.astype(np.int64)
-    # An empty or "nan" value stays an explicit NaN (never 0); other text is corruption.
-    values = pd.to_numeric(table["value"].replace("", "nan"), errors="coerce")
-    bad = values.isna() & ~table["value"].astype(str).str.strip().str.lower().isin(["", "nan"])
-    if bad.any():
-        row = int(np.flatnonzero(bad)[0]) + 2
-        raise ResultsError(f"{path} line {row}: value {table['value'].iloc[row - 2]!r} is not a number; the file is corrupt")
-    table["value"] = values.astype(float)
-    duplicated = table.duplicated(subset=[*RUN_KEY, "env_steps", "metric"])
-    if duplicated.any():
-        row = table[duplicated].iloc[0]
-        key = ", ".join(f"{k}={row[k]}" for k in RUN_KEY)
-        raise ResultsError(
-            f"{path} holds two rows for ({key}) metric {row['metric']!r} at env_steps {row['env_steps']}: "
-            "two runs share algo/task/depth/width/seed; move one of them to another results directory"
-        )
-    score_rows = table[table["metric"] == SCORE_METRIC]
-    duplicated = score_rows.duplicated(subset=list(RUN_KEY))
-    if duplicated.any():
-        row = score_rows[duplicated].iloc[0]
-        key = ", ".join(f"{k}={row[k]}" for k in RUN_KEY)
-        raise ResultsError(
-            f"{path} holds two {SCORE_METRIC!r} rows for ({key}); a run has exactly one: "
-            "move one of the runs sharing this identity to another results directory"
-        )
-    return table
-
-
-def _run_status(run_dir: Path) -> tuple[str | None, dict[str, Any]]:
-    """(None, summary) when the run is complete, else (why it is not included, {})."""
-    if (run_dir / "failure.json").is_file():
-        return "failed (failure.json)", {}
-    summary_path = run_dir / "summary.json"
-    if not summary_path.is_file():
-        return "in progress or failed (no summary.json)", {}
-    summary = _read_json(summary_path)
-    if not isinstance(summary, dict):
-        raise ResultsError(f"{summary_path} must hold a JSON object; rerun the run or move it out of the results directory")
-    if summary.get("status") != "complete":
-        return f"status {summary.get('status')!r} in summary.json", {}
-    return None, summary
-
-
 def network_param_count(run_dir: Path) -> float:
     """Number of network parameters of a run: the sizes of every array under the top-level entries of
     params.msgpack whose name ends in "params" (e.g. actor_params, critic_params), i.e. without
     optimiser state or scalars such as the entropy temperature. NaN when the file is absent."""
-    path = run_dir / "params.msgpack"
+    path = RunDir(run_dir).params
     if not path.is_file():
         return math.nan
     from flax import serialization
@@ -195,14 +73,14 @@ def network_param_count(run_dir: Path) -> float:
 
 
 def _last_evaluations_mean(scores: pd.DataFrame, key: tuple, metric: str) -> float:
-    """Mean of a run's last `LAST_EVALUATIONS` values of an evaluation metric (as the score is for
+    """Mean of a run's last `SCORE_WINDOW` values of an evaluation metric (as the score is for
     time at goal); NaN when the run recorded none (never 0)."""
     rows = scores[(scores["metric"] == metric)]
     for column, value in zip(RUN_KEY, key):
         rows = rows[rows[column] == value]
     if rows.empty:
         return math.nan
-    return float(rows.sort_values("env_steps")["value"].iloc[-LAST_EVALUATIONS:].mean())
+    return float(rows.sort_values("env_steps")["value"].iloc[-SCORE_WINDOW:].mean())
 
 
 def load_results(directory: str | Path) -> Results:
@@ -231,7 +109,7 @@ def load_results(directory: str | Path) -> Results:
             skipped.append({**dict.fromkeys(RUN_KEY), "run_id": run_dir.name, "env_steps_planned": None,
                             "reason": "no config.json (starting, or not a run directory)"})
             continue
-        config = _read_config(config_path)
+        config = read_config(config_path)
         key = tuple(config[k] for k in RUN_KEY)
         if key in seen:
             # scores.csv identifies a run by RUN_KEY alone, so the two runs' rows cannot be told apart.
@@ -240,17 +118,17 @@ def load_results(directory: str | Path) -> Results:
                 "with different settings; keep runs with different settings in different results directories"
             )
         seen[key] = run_dir
-        reason, summary = _run_status(run_dir)
-        if reason is None:
+        status = run_status(RunDir(run_dir))
+        if status.status == "complete":
             complete[key] = config["run_id"]
             configs[config["run_id"]] = config
-            summaries[config["run_id"]] = summary
+            summaries[config["run_id"]] = status.summary
             run_dirs_by_id[config["run_id"]] = run_dir
         else:
             skipped.append({**{k: config[k] for k in RUN_KEY}, "run_id": config["run_id"],
-                            "env_steps_planned": config["env_steps_planned"], "reason": reason})
+                            "env_steps_planned": config["env_steps_planned"], "reason": status.reason})
 
-    scores = _read_scores(directory / "scores.csv")
+    scores = read_scores(directory / "scores.csv")
     score_rows = scores[scores["metric"] == SCORE_METRIC].set_index(list(RUN_KEY))
     runs: list[dict[str, Any]] = []
     for key, run_id in complete.items():

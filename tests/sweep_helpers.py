@@ -13,7 +13,7 @@ from pathlib import Path
 from gcrl_bench import registry
 from gcrl_bench.config import get_preset
 from gcrl_bench.networks import NetworkConfig
-from gcrl_bench.runner import RunSpec
+from gcrl_bench.runspec import RunSpec
 
 SETS = dict(num_envs=8, unroll_length=10, batch_size=32, updates_per_step=2, min_replay_rows=20,
             max_replay_rows=60, window_length=20, windows_per_step=8, num_eval_envs=8)

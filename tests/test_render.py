@@ -16,7 +16,8 @@ from gcrl_bench.cli import main
 from gcrl_bench.config import LoopConfig
 from gcrl_bench.errors import ResultsError, UnknownNameError
 from gcrl_bench.networks import NetworkConfig
-from gcrl_bench.runner import RunSpec, execute
+from gcrl_bench.runner import execute
+from gcrl_bench.runspec import RunSpec
 
 GL_OK, GL_WHY = render.gl_available()
 needs_gl = pytest.mark.skipif(not GL_OK, reason=f"no OpenGL backend for offscreen rendering here: {GL_WHY}")
