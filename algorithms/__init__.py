@@ -1,7 +1,12 @@
-"""Built-in algorithms; each registers itself with :mod:`gcrl_bench.registry` on import of this package."""
+"""Built-in algorithms; each registers itself with :mod:`gcrl_bench.registry` on import of this package.
+
+Each algorithm module (crl, sac, td3, gcsl) depends only on the shared modules ``common`` (tanh-Gaussian
+actor, Adam step, SAC's actor and temperature losses) and ``td`` (twin critics and TD losses of SAC and
+TD3), never on another algorithm.
+"""
 
 from gcrl_bench.algorithms import crl, gcsl, sac, td3
-from gcrl_bench.interface import Algorithm, RelabelConfig
+from gcrl_bench.interface import Algorithm
 from gcrl_bench.registry import register_algorithm
 
 register_algorithm(
@@ -11,7 +16,6 @@ register_algorithm(
         init=crl.init,
         act=crl.act,
         update=crl.update,
-        relabel=lambda config: RelabelConfig("geometric", config.gamma, 1.0),
         description="Contrastive RL: InfoNCE critic with L2 energy, tanh-Gaussian actor (Wang et al. 2025)",
     )
 )
@@ -22,7 +26,6 @@ register_algorithm(
         init=sac.init,
         act=sac.act,
         update=sac.update,
-        relabel=sac.relabel_config,
         description="SAC on the commanded goals, sparse success reward (Haarnoja et al. 2018)",
     )
 )
@@ -33,7 +36,6 @@ register_algorithm(
         init=sac.init,
         act=sac.act,
         update=sac.update,
-        relabel=sac.relabel_config,
         description="SAC with hindsight relabelling (HER 'future', k = 4), sparse success reward",
     )
 )
@@ -44,7 +46,6 @@ register_algorithm(
         init=td3.init,
         act=td3.act,
         update=td3.update,
-        relabel=sac.relabel_config,
         description="TD3 with hindsight relabelling (HER 'future', k = 4), sparse success reward (Fujimoto et al. 2018)",
     )
 )
@@ -55,7 +56,6 @@ register_algorithm(
         init=gcsl.init,
         act=gcsl.act,
         update=gcsl.update,
-        relabel=gcsl.relabel_config,
         description="GCSL: max likelihood of taken actions, uniform future-state goals (Ghosh et al. 2019)",
     )
 )
@@ -66,7 +66,6 @@ register_algorithm(
         init=gcsl.init,
         act=gcsl.act,
         update=gcsl.update,
-        relabel=gcsl.relabel_config,
         description="GCBC: max likelihood of taken actions, geometric future goals, entropy bonus",
     )
 )

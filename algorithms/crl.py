@@ -4,7 +4,8 @@ CRL (Eysenbach et al. 2022) learns a goal-conditioned critic without rewards: a 
 phi(s, a) and a goal encoder psi(g), both residual MLPs to ``repr_dim``, score a pair by the L2 energy
 -||phi(s, a) - psi(g)||. The critic is trained by forward InfoNCE over a batch of hindsight-relabelled
 (s, a, g) tuples, the goal of every other tuple serving as a negative. The actor is a tanh-Gaussian policy
-pi(a | s, g) trained like SAC's actor against that score, with a learned entropy temperature alpha.
+pi(a | s, g) trained like SAC's actor against that score, with a learned entropy temperature alpha (the
+actor, its losses and the Adam step are :mod:`gcrl_bench.algorithms.common`).
 
 Networks (paper §4.1, Fig. 2; all built by :class:`gcrl_bench.networks.ResidualMLP` with ``config.network``):
 
@@ -28,15 +29,10 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
+from gcrl_bench.algorithms import common
 from gcrl_bench.errors import ConfigError
-from gcrl_bench.interface import TaskSpec, Transition
-from gcrl_bench.networks import (
-    NetworkConfig,
-    ResidualMLP,
-    deterministic_action,
-    sample_tanh_gaussian,
-    split_policy_output,
-)
+from gcrl_bench.interface import RelabelConfig, TaskSpec, Transition
+from gcrl_bench.networks import NetworkConfig, ResidualMLP, sample_tanh_gaussian
 
 Array = jax.Array
 Params = dict
@@ -54,7 +50,8 @@ class CRLConfig:
       critic_lr: Adam learning rate of both encoders, optimised jointly (Table 7: 3e-4).
       alpha_lr: Adam learning rate of log alpha (train.py: 3e-4).
       logsumexp_penalty: coefficient of the logsumexp regulariser of the critic (Table 7: 0.1).
-      gamma: discount of the geometric future-state relabelling (Table 7 "discounting": 0.99).
+      relabel: hindsight relabelling; CRL accepts ``geometric`` only, every tuple relabelled with a future
+        state at offset k >= 1, P(k) ~ gamma^k (Table 7 "discounting": gamma = 0.99; fraction 1.0).
       entropy_param: target entropy is -entropy_param * |A| (train.py: 0.5, so -4 for the ant).
       energy: critic score of a (phi, psi) pair; "l2" is -||phi - psi||_2 (Table 7: L2).
       contrastive_loss: critic objective; "fwd_infonce" is a softmax over goals per row (Table 7: InfoNCE).
@@ -66,7 +63,7 @@ class CRLConfig:
     critic_lr: float = 3e-4
     alpha_lr: float = 3e-4
     logsumexp_penalty: float = 0.1
-    gamma: float = 0.99
+    relabel: RelabelConfig = RelabelConfig("geometric", 0.99, 1.0)
     entropy_param: float = 0.5
     energy: Literal["l2"] = "l2"
     contrastive_loss: Literal["fwd_infonce"] = "fwd_infonce"
@@ -82,8 +79,7 @@ class CRLConfig:
                 raise ConfigError(f"crl {name} {value!r} must be positive; the paper uses 3e-4")
         if not self.logsumexp_penalty >= 0:
             raise ConfigError(f"crl logsumexp_penalty {self.logsumexp_penalty!r} must be >= 0; the paper uses 0.1")
-        if not 0 < self.gamma < 1:
-            raise ConfigError(f"crl gamma {self.gamma!r} must lie in (0, 1); the paper uses 0.99")
+        common.check_relabel("crl", self.relabel, ("geometric",))
         if not self.entropy_param >= 0:
             raise ConfigError(f"crl entropy_param {self.entropy_param!r} must be >= 0; the paper uses 0.5")
         if self.energy != "l2":
@@ -181,45 +177,12 @@ def logsumexp_penalty(logits: Array, coef: float) -> Array:
     return coef * jnp.mean(jnp.square(jax.nn.logsumexp(logits + 1e-6, axis=1)))
 
 
-def actor_loss(log_prob: Array, q: Array, alpha: Array) -> Array:
-    """SAC-style actor loss of CRL (paper §3): mean(alpha * log pi(a~ | s, g) - Q(s, a~, g)).
-
-    Args:
-      log_prob: (B,) log-density of fresh actions a~ ~ pi(. | s_i, g_i).
-      q: (B,) critic score -||phi(s_i, a~_i) - psi(g_i)||, with the critic parameters held fixed.
-      alpha: () entropy temperature, held fixed.
-    """
-    return jnp.mean(alpha * log_prob - q)
-
-
-def alpha_loss(log_alpha: Array, log_prob: Array, target_entropy: float) -> Array:
-    """Temperature loss (Haarnoja et al. 2018, Eq. 18): alpha * mean(stop_grad(-log pi - target_entropy)).
-
-    Differentiated with respect to ``log_alpha``: alpha grows while the policy's entropy -log pi is below
-    the target and shrinks while it is above.
-    """
-    return jnp.exp(log_alpha) * jnp.mean(jax.lax.stop_gradient(-log_prob - target_entropy))
-
-
 # ---------------------------------------------------------------------------------------------------------
-# Networks
-
-
-def _actor(config: CRLConfig, action_size: int) -> nn.Module:
-    return ResidualMLP(config.network, 2 * action_size)
+# Networks (the actor is common.actor_network)
 
 
 def _encoder(config: CRLConfig) -> nn.Module:
     return ResidualMLP(config.network, config.repr_dim)
-
-
-def _policy(config: CRLConfig, state: CRLState, actor_params: Params, obs: Array) -> tuple[Array, Array]:
-    """(mean, log_std), each (B, |A|), of pi(. | obs)."""
-    return split_policy_output(_actor(config, state.action_size).apply(actor_params, obs))
-
-
-def _adam(lr: float) -> optax.GradientTransformation:
-    return optax.adam(lr)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -229,7 +192,7 @@ def _adam(lr: float) -> optax.GradientTransformation:
 def init(config: CRLConfig, spec: TaskSpec, key: Array) -> CRLState:
     """Fresh actor, encoders, log alpha = 0 and Adam states for ``spec``."""
     actor_key, sa_key, goal_key = jax.random.split(key, 3)
-    actor_params = _actor(config, spec.action_size).init(actor_key, jnp.zeros((1, spec.observation_size)))
+    actor_params = common.init_actor(config.network, spec, actor_key)
     encoder = _encoder(config)
     critic_params = {
         "sa_encoder": encoder.init(sa_key, jnp.zeros((1, spec.state_size + spec.action_size))),
@@ -240,9 +203,9 @@ def init(config: CRLConfig, spec: TaskSpec, key: Array) -> CRLState:
         actor_params=actor_params,
         critic_params=critic_params,
         log_alpha=log_alpha,
-        actor_opt_state=_adam(config.policy_lr).init(actor_params),
-        critic_opt_state=_adam(config.critic_lr).init(critic_params),
-        alpha_opt_state=_adam(config.alpha_lr).init(log_alpha),
+        actor_opt_state=common.adam_init(config.policy_lr, actor_params),
+        critic_opt_state=common.adam_init(config.critic_lr, critic_params),
+        alpha_opt_state=common.adam_init(config.alpha_lr, log_alpha),
         step=jnp.zeros((), jnp.int32),
         action_size=spec.action_size,
     )
@@ -251,14 +214,10 @@ def init(config: CRLConfig, spec: TaskSpec, key: Array) -> CRLState:
 def act(config: CRLConfig, state: CRLState, obs: Array, key: Array, deterministic: bool) -> Array:
     """Actions (B, |A|) in [-1, 1] for observations (B, observation_size) = [state, commanded goal].
 
-    Stochastic: tanh(mean + std * N(0, I)) (collection, paper §7.5 of TASKS.md). Deterministic: tanh(mean)
+    Stochastic: tanh(mean + std * N(0, I)) (collection, docs/tasks.md §7.5). Deterministic: tanh(mean)
     (evaluation).
     """
-    mean, log_std = _policy(config, state, state.actor_params, obs)
-    if deterministic:
-        return deterministic_action(mean)
-    action, _ = sample_tanh_gaussian(key, mean, log_std)
-    return action
+    return common.act(config.network, state.action_size, state.actor_params, obs, key, deterministic)
 
 
 def update(config: CRLConfig, state: CRLState, batch: Transition, key: Array) -> tuple[CRLState, dict[str, Array]]:
@@ -268,7 +227,7 @@ def update(config: CRLConfig, state: CRLState, batch: Transition, key: Array) ->
     Returns the new state and scalar metrics.
     """
     encoder = _encoder(config)
-    target_entropy = -config.entropy_param * state.action_size
+    target_entropy = common.target_entropy(config.entropy_param, state.action_size)
     sa_input = jnp.concatenate([batch.state, batch.action], axis=-1)
 
     # Critic: forward InfoNCE + logsumexp penalty over the (B, B) logits.
@@ -291,24 +250,26 @@ def update(config: CRLConfig, state: CRLState, batch: Transition, key: Array) ->
     alpha = jnp.exp(state.log_alpha)
 
     def actor_objective(actor_params):
-        mean, log_std = _policy(config, state, actor_params, obs)
+        mean, log_std = common.policy(config.network, state.action_size, actor_params, obs)
         action, log_prob = sample_tanh_gaussian(key, mean, log_std)
         phi = encoder.apply(sa_params_fixed, jnp.concatenate([batch.state, action], axis=-1))
         q = -jnp.sqrt(jnp.sum(jnp.square(phi - psi_fixed), axis=-1))
-        return actor_loss(log_prob, q, alpha), (log_prob, q)
+        return common.actor_loss(log_prob, q, alpha), (log_prob, q)
 
     (actor_loss_value, (log_prob, q)), actor_grads = jax.value_and_grad(actor_objective, has_aux=True)(
         state.actor_params
     )
-    alpha_loss_value, alpha_grad = jax.value_and_grad(alpha_loss)(state.log_alpha, log_prob, target_entropy)
+    alpha_loss_value, alpha_grad = jax.value_and_grad(common.alpha_loss)(state.log_alpha, log_prob, target_entropy)
 
-    actor_updates, actor_opt_state = _adam(config.policy_lr).update(actor_grads, state.actor_opt_state)
-    alpha_updates, alpha_opt_state = _adam(config.alpha_lr).update(alpha_grad, state.alpha_opt_state)
-    critic_updates, critic_opt_state = _adam(config.critic_lr).update(critic_grads, state.critic_opt_state)
+    actor_params, actor_opt_state = common.adam_step(config.policy_lr, actor_grads, state.actor_opt_state,
+                                                     state.actor_params)
+    log_alpha, alpha_opt_state = common.adam_step(config.alpha_lr, alpha_grad, state.alpha_opt_state, state.log_alpha)
+    critic_params, critic_opt_state = common.adam_step(config.critic_lr, critic_grads, state.critic_opt_state,
+                                                       state.critic_params)
     new_state = state.replace(
-        actor_params=optax.apply_updates(state.actor_params, actor_updates),
-        log_alpha=optax.apply_updates(state.log_alpha, alpha_updates),
-        critic_params=optax.apply_updates(state.critic_params, critic_updates),
+        actor_params=actor_params,
+        log_alpha=log_alpha,
+        critic_params=critic_params,
         actor_opt_state=actor_opt_state,
         alpha_opt_state=alpha_opt_state,
         critic_opt_state=critic_opt_state,

@@ -15,7 +15,8 @@ one loss and one module with two registered configs:
 
 The likelihood of a taken action a in (-1, 1)^|A| under the tanh-Gaussian is computed at
 u = atanh(clip(a, -1 + 1e-6, 1 - 1e-6)) with the change-of-variables term (see
-:func:`taken_action_log_prob`). Actor: [state, goal] -> mean, raw log-std, one
+:func:`gcrl_bench.algorithms.common.taken_action_log_prob`). Actor: the tanh-Gaussian actor of
+:mod:`gcrl_bench.algorithms.common`, [state, goal] -> mean, raw log-std, one
 :class:`gcrl_bench.networks.ResidualMLP` with ``config.network``. Collection samples tanh(mean + std * eps),
 evaluation uses tanh(mean).
 """
@@ -23,32 +24,19 @@ evaluation uses tanh(mean).
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
 from flax import struct
 
-from gcrl_bench.algorithms.crl import alpha_loss
+from gcrl_bench.algorithms import common
 from gcrl_bench.errors import ConfigError
 from gcrl_bench.interface import RelabelConfig, TaskSpec, Transition
-from gcrl_bench.networks import (
-    NetworkConfig,
-    ResidualMLP,
-    deterministic_action,
-    sample_tanh_gaussian,
-    split_policy_output,
-    tanh_gaussian_log_prob,
-)
+from gcrl_bench.networks import NetworkConfig, sample_tanh_gaussian
 
 Array = jax.Array
 Params = dict
-
-# Taken actions are clipped this far inside (-1, 1) before atanh (train_GCSL.py: 1e-6), so that an action
-# saturated at +-1 has a finite pre-image (atanh(1 - 1e-6) = 7.25).
-ACTION_CLIP_EPS = 1e-6
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,9 +46,9 @@ class GCSLConfig:
     Attributes:
       network: depth, width and switches of the policy network (the one builder).
       policy_lr: Adam learning rate of the policy (train_GCSL.py, CRL's actor: 3e-4).
-      relabel: ``future`` (a uniform later state of the same episode: Ghosh et al.) or ``geometric``
-        (offset k >= 1 with P(k) ~ gamma^k: train_GCSL.py).
-      gamma: discount of the geometric relabelling, unused by ``future`` (train_GCSL.py: 0.99).
+      relabel: hindsight relabelling (fraction 1.0, every tuple): strategy ``future`` (a uniform later
+        state of the same episode: Ghosh et al.; default) or ``geometric`` (offset k >= 1 with
+        P(k) ~ gamma^k: train_GCSL.py, gamma = 0.99).
       entropy_bonus: add alpha * log pi of fresh samples to the loss, alpha tuned automatically (GCSL:
         off, plain maximum likelihood as in Ghosh et al.).
       alpha_lr: Adam learning rate of log alpha when entropy_bonus is on (train_GCSL.py: 3e-4).
@@ -69,8 +57,7 @@ class GCSLConfig:
 
     network: NetworkConfig = NetworkConfig()
     policy_lr: float = 3e-4
-    relabel: Literal["future", "geometric"] = "future"
-    gamma: float = 0.99
+    relabel: RelabelConfig = RelabelConfig("future", 0.99, 1.0)
     entropy_bonus: bool = False
     alpha_lr: float = 3e-4
     entropy_param: float = 0.5
@@ -82,10 +69,7 @@ class GCSLConfig:
         for name in ("policy_lr", "alpha_lr"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{owner} {name} {getattr(self, name)!r} must be positive; for example 3e-4")
-        if self.relabel not in ("future", "geometric"):
-            raise ConfigError(f"{owner} relabel {self.relabel!r} is unknown; use future or geometric")
-        if not 0.0 < self.gamma < 1.0:
-            raise ConfigError(f"{owner} gamma {self.gamma!r} must lie in (0, 1); for example 0.99")
+        common.check_relabel(owner, self.relabel, ("future", "geometric"))
         if not isinstance(self.entropy_bonus, bool):
             raise ConfigError(f"{owner} entropy_bonus {self.entropy_bonus!r} must be true or false")
         if not self.entropy_param >= 0:
@@ -97,18 +81,13 @@ class GCBCConfig(GCSLConfig):
     """GCBC: :class:`GCSLConfig` with the defaults of the authors' train_GCSL.py (TASKS.md §7.6).
 
     Attributes:
-      network, policy_lr, gamma, alpha_lr, entropy_param: as in :class:`GCSLConfig`.
-      relabel: default ``geometric`` (gamma = 0.99, CRL's relabelling).
+      network, policy_lr, alpha_lr, entropy_param: as in :class:`GCSLConfig`.
+      relabel: default strategy ``geometric`` with gamma = 0.99 on every tuple (CRL's relabelling).
       entropy_bonus: default on (train_GCSL.py's actor loss keeps CRL's entropy term).
     """
 
-    relabel: Literal["future", "geometric"] = "geometric"
+    relabel: RelabelConfig = RelabelConfig("geometric", 0.99, 1.0)
     entropy_bonus: bool = True
-
-
-def relabel_config(config: GCSLConfig) -> RelabelConfig:
-    """Every tuple relabelled with a later state of its own episode."""
-    return RelabelConfig(config.relabel, config.gamma, 1.0)
 
 
 @struct.dataclass
@@ -135,17 +114,6 @@ class GCSLState:
 # Losses (pure; B = batch size)
 
 
-def taken_action_log_prob(action: Array, mean: Array, log_std: Array) -> Array:
-    """log pi(a | s, g) of taken actions a (B, |A|) under the tanh-Gaussian (mean, log_std) (B, |A|).
-
-    Change of variables (Haarnoja et al. 2018, Appendix C) at u = atanh(clip(a, -1 + 1e-6, 1 - 1e-6)):
-    sum_dims [log N(u; mean, std) - log(1 - a^2 + 1e-6)]. Returns (B,).
-    Example (one dimension): a = 0, mean = 0, log_std = 0: log N(0; 0, 1) - log(1 + 1e-6) = -0.918939.
-    """
-    clipped = jnp.clip(action, -1.0 + ACTION_CLIP_EPS, 1.0 - ACTION_CLIP_EPS)
-    return tanh_gaussian_log_prob(jnp.arctanh(clipped), mean, log_std)
-
-
 def supervised_policy_loss(log_prob_taken: Array, log_prob_sampled: Array | None, alpha: Array | float) -> Array:
     """Goal-conditioned maximum likelihood of the taken actions, with an optional entropy bonus:
 
@@ -170,28 +138,15 @@ def supervised_policy_loss(log_prob_taken: Array, log_prob_sampled: Array | None
 # The algorithm's functions
 
 
-def _adam_apply(lr: float, grads, opt_state, params):
-    updates, opt_state = optax.adam(lr).update(grads, opt_state)
-    return optax.apply_updates(params, updates), opt_state
-
-
-def _actor(config: GCSLConfig, action_size: int) -> nn.Module:
-    return ResidualMLP(config.network, 2 * action_size)
-
-
-def _policy(config: GCSLConfig, action_size: int, actor_params: Params, obs: Array) -> tuple[Array, Array]:
-    return split_policy_output(_actor(config, action_size).apply(actor_params, obs))
-
-
 def init(config: GCSLConfig, spec: TaskSpec, key: Array) -> GCSLState:
     """A fresh policy, log alpha = 0 and Adam states for ``spec``."""
-    actor_params = _actor(config, spec.action_size).init(key, jnp.zeros((1, spec.observation_size)))
+    actor_params = common.init_actor(config.network, spec, key)
     log_alpha = jnp.zeros((), jnp.float32)
     return GCSLState(
         actor_params=actor_params,
         log_alpha=log_alpha,
-        actor_opt_state=optax.adam(config.policy_lr).init(actor_params),
-        alpha_opt_state=optax.adam(config.alpha_lr).init(log_alpha),
+        actor_opt_state=common.adam_init(config.policy_lr, actor_params),
+        alpha_opt_state=common.adam_init(config.alpha_lr, log_alpha),
         step=jnp.zeros((), jnp.int32),
         action_size=spec.action_size,
     )
@@ -199,11 +154,7 @@ def init(config: GCSLConfig, spec: TaskSpec, key: Array) -> GCSLState:
 
 def act(config: GCSLConfig, state: GCSLState, obs: Array, key: Array, deterministic: bool) -> Array:
     """Actions (B, |A|) in [-1, 1]: tanh(mean + std * N(0, I)) for collection, tanh(mean) for evaluation."""
-    mean, log_std = _policy(config, state.action_size, state.actor_params, obs)
-    if deterministic:
-        return deterministic_action(mean)
-    action, _ = sample_tanh_gaussian(key, mean, log_std)
-    return action
+    return common.act(config.network, state.action_size, state.actor_params, obs, key, deterministic)
 
 
 def update(config: GCSLConfig, state: GCSLState, batch: Transition, key: Array) -> tuple[GCSLState, dict[str, Array]]:
@@ -215,8 +166,8 @@ def update(config: GCSLConfig, state: GCSLState, batch: Transition, key: Array) 
     alpha = jnp.exp(state.log_alpha)
 
     def objective(actor_params):
-        mean, log_std = _policy(config, state.action_size, actor_params, obs)
-        log_prob_taken = taken_action_log_prob(batch.action, mean, log_std)
+        mean, log_std = common.policy(config.network, state.action_size, actor_params, obs)
+        log_prob_taken = common.taken_action_log_prob(batch.action, mean, log_std)
         if config.entropy_bonus:
             _, log_prob_sampled = sample_tanh_gaussian(key, mean, log_std)
         else:
@@ -227,7 +178,7 @@ def update(config: GCSLConfig, state: GCSLState, batch: Transition, key: Array) 
     (loss, (log_prob_taken, log_prob_sampled, mean, log_std)), grads = jax.value_and_grad(objective, has_aux=True)(
         state.actor_params
     )
-    actor_params, actor_opt_state = _adam_apply(config.policy_lr, grads, state.actor_opt_state, state.actor_params)
+    actor_params, actor_opt_state = common.adam_step(config.policy_lr, grads, state.actor_opt_state, state.actor_params)
     state = state.replace(actor_params=actor_params, actor_opt_state=actor_opt_state, step=state.step + 1)
     metrics = {
         "loss": loss,
@@ -236,9 +187,9 @@ def update(config: GCSLConfig, state: GCSLState, batch: Transition, key: Array) 
         "log_std": jnp.mean(log_std),
     }
     if config.entropy_bonus:
-        target_entropy = -config.entropy_param * state.action_size
-        value, grad = jax.value_and_grad(alpha_loss)(state.log_alpha, log_prob_sampled, target_entropy)
-        log_alpha, alpha_opt_state = _adam_apply(config.alpha_lr, grad, state.alpha_opt_state, state.log_alpha)
+        target_entropy = common.target_entropy(config.entropy_param, state.action_size)
+        value, grad = jax.value_and_grad(common.alpha_loss)(state.log_alpha, log_prob_sampled, target_entropy)
+        log_alpha, alpha_opt_state = common.adam_step(config.alpha_lr, grad, state.alpha_opt_state, state.log_alpha)
         state = state.replace(log_alpha=log_alpha, alpha_opt_state=alpha_opt_state)
         metrics.update(alpha_loss=value, alpha=alpha, entropy=-jnp.mean(log_prob_sampled))
     return state, metrics

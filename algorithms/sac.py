@@ -10,7 +10,8 @@ goal, the evaluation metric.
 
 Networks (all :class:`gcrl_bench.networks.ResidualMLP` with ``config.network``):
 
-- actor:        [state, goal] -> mean, raw log-std (2 x |A|), the tanh-Gaussian head of CRL
+- actor:        [state, goal] -> mean, raw log-std (2 x |A|), the tanh-Gaussian actor of
+  :mod:`gcrl_bench.algorithms.common` (CRL's)
 - twin critics: [state, goal, action] -> Q, two independent copies, plus Polyak-averaged target copies
 
 One gradient step (:func:`update`): the critics regress to the soft target computed with the target
@@ -22,40 +23,19 @@ Time-limit-cut tuples (mask 0) are left out of the critic loss.
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
 from flax import struct
 
-from gcrl_bench.algorithms import td
-from gcrl_bench.algorithms.crl import actor_loss, alpha_loss
+from gcrl_bench.algorithms import common, td
 from gcrl_bench.errors import ConfigError
 from gcrl_bench.interface import RelabelConfig, TaskSpec, Transition
-from gcrl_bench.networks import (
-    NetworkConfig,
-    ResidualMLP,
-    deterministic_action,
-    sample_tanh_gaussian,
-    split_policy_output,
-)
+from gcrl_bench.networks import NetworkConfig, sample_tanh_gaussian
 
 Array = jax.Array
 Params = dict
-
-HerStrategy = Literal["none", "final", "future"]
-
-
-def check_her(owner: str, strategy: str, fraction: float) -> None:
-    """Validates the HER fields shared by the SAC and TD3 configs (one clear line on bad input)."""
-    if strategy not in ("none", "final", "future"):
-        raise ConfigError(f"{owner} her_strategy {strategy!r} is unknown; use one of none, final, future")
-    if not 0.0 < fraction <= 1.0:
-        raise ConfigError(
-            f"{owner} her_fraction {fraction!r} must lie in (0, 1]; 0.8 is HER's k = 4 future goals per stored goal"
-        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,11 +52,11 @@ class SACConfig:
       tau: Polyak rate of the target critics (JaxGCRL and Haarnoja et al.: 0.005).
       entropy_param: target entropy is -entropy_param * |A| (brax's SAC, on which JaxGCRL builds: 0.5;
         Haarnoja et al. 2018b use 1.0).
-      her_strategy: hindsight relabelling: ``none`` (plain SAC, the commanded goals), ``final`` (the last
-        state of the episode in the window; the reference's HER) or ``future`` (a uniform later state of
-        the same episode; Andrychowicz et al. 2017).
-      her_fraction: fraction of tuples relabelled when her_strategy is not none; the others keep the
-        commanded goal (0.8 = HER's k = 4; 1.0 relabels every tuple, as the reference does).
+      relabel: hindsight relabelling. strategy: ``none`` (plain SAC, the commanded goals; default),
+        ``final`` (the last state of the episode in the window; the reference's HER) or ``future`` (a
+        uniform later state of the same episode; Andrychowicz et al. 2017). fraction: the fraction of
+        tuples relabelled once a strategy is on, the others keeping the commanded goal (default 0.8 =
+        HER's k = 4; 1.0 relabels every tuple, as the reference does). gamma is unused.
     """
 
     network: NetworkConfig = NetworkConfig()
@@ -86,8 +66,7 @@ class SACConfig:
     discount: float = 0.9
     tau: float = 0.005
     entropy_param: float = 0.5
-    her_strategy: HerStrategy = "none"
-    her_fraction: float = 0.8
+    relabel: RelabelConfig = RelabelConfig("none", 0.99, 0.8)
 
     def __post_init__(self):
         owner = type(self).__name__
@@ -102,7 +81,7 @@ class SACConfig:
             raise ConfigError(f"{owner} tau {self.tau!r} must lie in (0, 1]; for example 0.005")
         if not self.entropy_param >= 0:
             raise ConfigError(f"{owner} entropy_param {self.entropy_param!r} must be >= 0; for example 0.5")
-        check_her(owner, self.her_strategy, self.her_fraction)
+        common.check_relabel(owner, self.relabel, td.HER_STRATEGIES)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,20 +90,12 @@ class SACHERConfig(SACConfig):
 
     Attributes:
       network, policy_lr, critic_lr, alpha_lr, discount, tau, entropy_param: as in :class:`SACConfig`.
-      her_strategy: default ``future`` (Andrychowicz et al. 2017 found it best; the reference uses
-        ``final``, which ``--set her_strategy=final --set her_fraction=1`` reproduces).
-      her_fraction: default 0.8 (HER's k = 4).
+      relabel: default strategy ``future`` (Andrychowicz et al. 2017 found it best) with fraction 0.8
+        (HER's k = 4); the reference uses ``final`` on every tuple, which ``--set relabel.strategy=final
+        --set relabel.fraction=1`` reproduces.
     """
 
-    her_strategy: HerStrategy = "future"
-    her_fraction: float = 0.8
-
-
-def relabel_config(config: SACConfig) -> RelabelConfig:
-    """The shared relabeller's settings for a SAC or TD3 config (gamma is unused by these strategies)."""
-    if config.her_strategy == "none":
-        return RelabelConfig("none", 0.99, 1.0)
-    return RelabelConfig(config.her_strategy, 0.99, config.her_fraction)
+    relabel: RelabelConfig = RelabelConfig("future", 0.99, 0.8)
 
 
 @struct.dataclass
@@ -153,8 +124,8 @@ class SACState:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Losses (pure; B = batch size). The actor and temperature losses are CRL's, which are SAC's
-# (gcrl_bench.algorithms.crl.actor_loss with Q = min of the twin critics, and alpha_loss, Eq. 18).
+# Losses (pure; B = batch size). The actor and temperature losses are common.actor_loss, with Q the min of
+# the twin critics, and common.alpha_loss (Eq. 18).
 
 
 def soft_td_target(
@@ -177,25 +148,13 @@ def soft_td_target(
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Networks
-
-
-def _actor(config: SACConfig, action_size: int) -> nn.Module:
-    return ResidualMLP(config.network, 2 * action_size)
-
-
-def _policy(config: SACConfig, action_size: int, actor_params: Params, obs: Array) -> tuple[Array, Array]:
-    return split_policy_output(_actor(config, action_size).apply(actor_params, obs))
-
-
-# ---------------------------------------------------------------------------------------------------------
 # The algorithm's functions
 
 
 def init(config: SACConfig, spec: TaskSpec, key: Array) -> SACState:
     """Fresh actor, twin critics (target copies equal), log alpha = 0 and Adam states for ``spec``."""
     actor_key, critic_key = jax.random.split(key)
-    actor_params = _actor(config, spec.action_size).init(actor_key, jnp.zeros((1, spec.observation_size)))
+    actor_params = common.init_actor(config.network, spec, actor_key)
     critic_params = td.init_twin_critics(config.network, spec, critic_key)
     log_alpha = jnp.zeros((), jnp.float32)
     return SACState(
@@ -203,9 +162,9 @@ def init(config: SACConfig, spec: TaskSpec, key: Array) -> SACState:
         critic_params=critic_params,
         target_critic_params=critic_params,
         log_alpha=log_alpha,
-        actor_opt_state=optax.adam(config.policy_lr).init(actor_params),
-        critic_opt_state=optax.adam(config.critic_lr).init(critic_params),
-        alpha_opt_state=optax.adam(config.alpha_lr).init(log_alpha),
+        actor_opt_state=common.adam_init(config.policy_lr, actor_params),
+        critic_opt_state=common.adam_init(config.critic_lr, critic_params),
+        alpha_opt_state=common.adam_init(config.alpha_lr, log_alpha),
         step=jnp.zeros((), jnp.int32),
         action_size=spec.action_size,
     )
@@ -213,11 +172,7 @@ def init(config: SACConfig, spec: TaskSpec, key: Array) -> SACState:
 
 def act(config: SACConfig, state: SACState, obs: Array, key: Array, deterministic: bool) -> Array:
     """Actions (B, |A|) in [-1, 1]: tanh(mean + std * N(0, I)) for collection, tanh(mean) for evaluation."""
-    mean, log_std = _policy(config, state.action_size, state.actor_params, obs)
-    if deterministic:
-        return deterministic_action(mean)
-    action, _ = sample_tanh_gaussian(key, mean, log_std)
-    return action
+    return common.act(config.network, state.action_size, state.actor_params, obs, key, deterministic)
 
 
 def update(config: SACConfig, state: SACState, batch: Transition, key: Array) -> tuple[SACState, dict[str, Array]]:
@@ -225,11 +180,11 @@ def update(config: SACConfig, state: SACState, batch: Transition, key: Array) ->
     next_reward, mask = td.td_batch_parts(batch)
     k_next, k_actor = jax.random.split(key)
     alpha = jnp.exp(state.log_alpha)
-    target_entropy = -config.entropy_param * state.action_size
+    target_entropy = common.target_entropy(config.entropy_param, state.action_size)
 
     # Critic target: a fresh next action from the current actor, scored by the target critics.
     next_obs = jnp.concatenate([batch.next_state, batch.goal], axis=-1)
-    next_mean, next_log_std = _policy(config, state.action_size, state.actor_params, next_obs)
+    next_mean, next_log_std = common.policy(config.network, state.action_size, state.actor_params, next_obs)
     next_action, next_log_prob = sample_tanh_gaussian(k_next, next_mean, next_log_std)
     next_q = td.twin_q(config.network, state.target_critic_params, batch.next_state, batch.goal, next_action)
     target = soft_td_target(next_reward, batch.discount, next_q, next_log_prob, alpha, config.discount)
@@ -245,21 +200,23 @@ def update(config: SACConfig, state: SACState, batch: Transition, key: Array) ->
     critic_fixed = jax.lax.stop_gradient(state.critic_params)
 
     def actor_objective(actor_params):
-        mean, log_std = _policy(config, state.action_size, actor_params, obs)
+        mean, log_std = common.policy(config.network, state.action_size, actor_params, obs)
         action, log_prob = sample_tanh_gaussian(k_actor, mean, log_std)
         q = jnp.min(td.twin_q(config.network, critic_fixed, batch.state, batch.goal, action), axis=0)
-        return actor_loss(log_prob, q, alpha), (log_prob, q)
+        return common.actor_loss(log_prob, q, alpha), (log_prob, q)
 
     (actor_loss_value, (log_prob, q_pi)), actor_grads = jax.value_and_grad(actor_objective, has_aux=True)(
         state.actor_params
     )
-    alpha_loss_value, alpha_grad = jax.value_and_grad(alpha_loss)(state.log_alpha, log_prob, target_entropy)
+    alpha_loss_value, alpha_grad = jax.value_and_grad(common.alpha_loss)(state.log_alpha, log_prob, target_entropy)
 
-    actor_params, actor_opt_state = td.adam_apply(config.policy_lr, actor_grads, state.actor_opt_state, state.actor_params)
-    critic_params, critic_opt_state = td.adam_apply(
+    actor_params, actor_opt_state = common.adam_step(
+        config.policy_lr, actor_grads, state.actor_opt_state, state.actor_params
+    )
+    critic_params, critic_opt_state = common.adam_step(
         config.critic_lr, critic_grads, state.critic_opt_state, state.critic_params
     )
-    log_alpha, alpha_opt_state = td.adam_apply(config.alpha_lr, alpha_grad, state.alpha_opt_state, state.log_alpha)
+    log_alpha, alpha_opt_state = common.adam_step(config.alpha_lr, alpha_grad, state.alpha_opt_state, state.log_alpha)
     new_state = state.replace(
         actor_params=actor_params,
         critic_params=critic_params,

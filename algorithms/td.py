@@ -1,4 +1,5 @@
-"""Pieces shared by the temporal-difference baselines (SAC, TD3): twin critics, masked TD loss, Polyak.
+"""Pieces shared by the temporal-difference baselines (SAC, TD3): twin critics, masked TD loss, Polyak
+averaging, and the relabelling strategies they accept.
 
 A goal-conditioned critic Q(s, a, g) is one :class:`gcrl_bench.networks.ResidualMLP` on the input
 ``[state, goal, action]`` with one output; the twin critics of SAC and TD3 are two independently
@@ -14,7 +15,6 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import optax
 
 from gcrl_bench.interface import TaskSpec, Transition
 from gcrl_bench.networks import NetworkConfig, ResidualMLP
@@ -23,6 +23,9 @@ Array = jax.Array
 Params = dict
 
 NUM_CRITICS = 2
+
+# The hindsight relabelling strategies the TD baselines accept (Andrychowicz et al. 2017's HER, and none).
+HER_STRATEGIES = ("none", "final", "future")
 
 
 def critic_network(network: NetworkConfig) -> nn.Module:
@@ -81,9 +84,3 @@ def td_batch_parts(batch: Transition) -> tuple[Array, Array]:
             "gcrl_bench.relabel.relabel_window or pass both fields"
         )
     return batch.next_reward, batch.mask
-
-
-def adam_apply(lr: float, grads: Params, opt_state: optax.OptState, params: Params) -> tuple[Params, optax.OptState]:
-    """One Adam step: (new params, new optimiser state)."""
-    updates, opt_state = optax.adam(lr).update(grads, opt_state)
-    return optax.apply_updates(params, updates), opt_state

@@ -34,10 +34,9 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from gcrl_bench.algorithms import td
-from gcrl_bench.algorithms.sac import HerStrategy, check_her
+from gcrl_bench.algorithms import common, td
 from gcrl_bench.errors import ConfigError
-from gcrl_bench.interface import TaskSpec, Transition
+from gcrl_bench.interface import RelabelConfig, TaskSpec, Transition
 from gcrl_bench.networks import NetworkConfig, ResidualMLP
 
 Array = jax.Array
@@ -62,9 +61,9 @@ class TD3Config:
       exploration_noise: std of the Gaussian noise added to tanh(mu) when collecting (JaxGCRL: 0.4;
         Fujimoto et al.: 0.1).
       exploration_clip: the exploration noise is clipped to +-exploration_clip (JaxGCRL: 0.5).
-      her_strategy: hindsight relabelling: ``final`` (the reference), ``future`` (Andrychowicz et al.
-        2017; default) or ``none``.
-      her_fraction: fraction of tuples relabelled; the others keep the commanded goal (0.8 = HER's k = 4).
+      relabel: hindsight relabelling. strategy: ``final`` (the reference), ``future`` (Andrychowicz et
+        al. 2017; default) or ``none``. fraction: the fraction of tuples relabelled, the others keeping the
+        commanded goal (default 0.8 = HER's k = 4). gamma is unused.
     """
 
     network: NetworkConfig = NetworkConfig()
@@ -77,8 +76,7 @@ class TD3Config:
     policy_delay: int = 2
     exploration_noise: float = 0.4
     exploration_clip: float = 0.5
-    her_strategy: HerStrategy = "future"
-    her_fraction: float = 0.8
+    relabel: RelabelConfig = RelabelConfig("future", 0.99, 0.8)
 
     def __post_init__(self):
         owner = "td3"
@@ -96,7 +94,7 @@ class TD3Config:
                 raise ConfigError(f"{owner} {name} {getattr(self, name)!r} must be >= 0")
         if not isinstance(self.policy_delay, int) or isinstance(self.policy_delay, bool) or self.policy_delay < 1:
             raise ConfigError(f"{owner} policy_delay {self.policy_delay!r} must be a positive integer; the TD3 paper uses 2")
-        check_her(owner, self.her_strategy, self.her_fraction)
+        common.check_relabel(owner, self.relabel, td.HER_STRATEGIES)
 
 
 @struct.dataclass
@@ -178,8 +176,8 @@ def init(config: TD3Config, spec: TaskSpec, key: Array) -> TD3State:
         target_actor_params=actor_params,
         critic_params=critic_params,
         target_critic_params=critic_params,
-        actor_opt_state=optax.adam(config.policy_lr).init(actor_params),
-        critic_opt_state=optax.adam(config.critic_lr).init(critic_params),
+        actor_opt_state=common.adam_init(config.policy_lr, actor_params),
+        critic_opt_state=common.adam_init(config.critic_lr, critic_params),
         step=jnp.zeros((), jnp.int32),
         action_size=spec.action_size,
     )
@@ -208,7 +206,7 @@ def update(config: TD3Config, state: TD3State, batch: Transition, key: Array) ->
         return td.td_loss(q, target, mask), q
 
     (critic_loss, q_data), critic_grads = jax.value_and_grad(critic_objective, has_aux=True)(state.critic_params)
-    critic_params, critic_opt_state = td.adam_apply(
+    critic_params, critic_opt_state = common.adam_step(
         config.critic_lr, critic_grads, state.critic_opt_state, state.critic_params
     )
     state = state.replace(critic_params=critic_params, critic_opt_state=critic_opt_state)
@@ -221,7 +219,7 @@ def update(config: TD3Config, state: TD3State, batch: Transition, key: Array) ->
 
     def actor_and_targets(s: TD3State) -> tuple[TD3State, Array]:
         loss, grads = jax.value_and_grad(actor_objective)(s.actor_params, jax.lax.stop_gradient(s.critic_params))
-        actor_params, actor_opt_state = td.adam_apply(config.policy_lr, grads, s.actor_opt_state, s.actor_params)
+        actor_params, actor_opt_state = common.adam_step(config.policy_lr, grads, s.actor_opt_state, s.actor_params)
         return s.replace(
             actor_params=actor_params,
             actor_opt_state=actor_opt_state,

@@ -28,7 +28,8 @@ An algorithm is a typed, frozen config dataclass plus pure functions over one st
 
 Every algorithm config has a ``network: NetworkConfig`` field (gcrl_bench.networks): depth, width and the
 residual / normalisation / activation switches apply to every network of every algorithm through the one
-builder. Configs are hashable, so the loop passes them to ``jax.jit`` as static values.
+builder. Every algorithm config also has a ``relabel: RelabelConfig`` field: the hindsight relabelling the
+loop applies before ``update``. Configs are hashable, so the loop passes them to ``jax.jit`` as static values.
 
 ``act`` must be traceable with a batch dimension and return actions in [-1, 1].
 ``update`` receives a relabelled batch (see :class:`Transition`) and returns scalar metrics namespaced by
@@ -38,10 +39,12 @@ the loop (``train/...``).
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Literal, Mapping, Protocol, runtime_checkable
+from typing import Any, Callable, Literal, Mapping, Protocol, get_args, runtime_checkable
 
 import jax
 from flax import struct
+
+from gcrl_bench.errors import ConfigError
 
 Array = jax.Array
 PyTree = Any
@@ -177,8 +180,9 @@ class Algorithm:
       name: registry name, e.g. ``"crl"``.
       config_cls: a frozen dataclass type; every field documented in the class docstring.
       init, act, update: the pure functions of the module docstring.
-      relabel: which hindsight relabelling the loop applies before ``update``, given the config.
       description: one line shown by ``gcrl-bench list algos``.
+
+    Which hindsight relabelling the loop applies before ``update`` is the config's ``relabel`` field.
     """
 
     name: str
@@ -186,22 +190,35 @@ class Algorithm:
     init: Callable[..., PyTree]
     act: Callable[..., Array]
     update: Callable[..., tuple[PyTree, Mapping[str, Array]]]
-    relabel: Callable[[Any], "RelabelConfig"]
     description: str = ""
+
+
+RELABEL_STRATEGIES: tuple[str, ...] = get_args(RelabelStrategy)
 
 
 @dataclasses.dataclass(frozen=True)
 class RelabelConfig:
-    """How the shared relabeller picks goals.
+    """How the shared relabeller (:mod:`gcrl_bench.relabel`) picks goals: the ``relabel`` field of every
+    algorithm config, which the loop applies to each sampled window before ``update``.
 
     Attributes:
       strategy: ``geometric`` (future state at offset k >= 1 with P(k) ~ gamma^k, truncated at the end of
         the episode inside the window; CRL, GCBC), ``future`` (uniform over the rest of the episode),
         ``final`` (the episode's last state in the window), ``none`` (keep the commanded goal).
-      gamma: discount of the geometric law (0.99 in the paper).
-      fraction: fraction of tuples relabelled (the rest keep the commanded goal); 1.0 relabels all.
+      gamma: discount of the geometric law, in (0, 1) (0.99 in the paper); unused by the other strategies.
+      fraction: fraction of tuples relabelled, in (0, 1] (the rest keep the commanded goal); 1.0 relabels
+        all; unused by ``none``.
     """
 
     strategy: RelabelStrategy = "geometric"
     gamma: float = 0.99
     fraction: float = 1.0
+
+    def __post_init__(self):
+        if self.strategy not in RELABEL_STRATEGIES:
+            raise ConfigError(f"relabel.strategy {self.strategy!r} is unknown; use one of {', '.join(RELABEL_STRATEGIES)}")
+        if isinstance(self.gamma, bool) or not isinstance(self.gamma, (int, float)) or not 0.0 < self.gamma < 1.0:
+            raise ConfigError(f"relabel.gamma {self.gamma!r} must be a number in (0, 1); the paper uses 0.99")
+        if isinstance(self.fraction, bool) or not isinstance(self.fraction, (int, float)) or not 0.0 < self.fraction <= 1.0:
+            raise ConfigError(f"relabel.fraction {self.fraction!r} must be a number in (0, 1]; 1.0 relabels every "
+                              "tuple, 0.8 is HER's k = 4 relabelled goals per commanded one")

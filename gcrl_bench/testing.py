@@ -467,7 +467,7 @@ def check_algorithm(
 
     Checked: the config class is a frozen dataclass with a ``network`` field, every field documented in
     its docstring's ``Attributes:`` section (and nothing else), defaults for every other field, equal
-    configs hash equal; ``relabel(config)`` returns a :class:`RelabelConfig`; ``init`` is a deterministic
+    configs hash equal; ``config.relabel`` is a :class:`RelabelConfig`; ``init`` is a deterministic
     function of the key (same key, identical state; another key, different parameters); ``act`` returns
     float actions (B, action_size) in [-1, 1] for any batch size, and the deterministic action does not
     depend on the key; ``update`` keeps the state's structure, shapes and dtypes and returns a dict of
@@ -491,15 +491,16 @@ def check_algorithm(
     task, _ = _resolve_task(task)
     spec = task.spec
     key = jax.random.PRNGKey(0) if key is None else key
-    for name in ("init", "act", "update", "relabel"):
+    for name in ("init", "act", "update"):
         if not callable(getattr(algorithm, name)):
             raise _fail(subject, f"{name} is not callable")
     config = _check_config_class(algorithm, subject, network)
-    relabel = algorithm.relabel(config)
+    relabel = getattr(config, "relabel", None)
     if not isinstance(relabel, RelabelConfig):
-        raise _fail(subject, f"relabel(config) must return a gcrl_bench.interface.RelabelConfig, got {type(relabel).__name__}")
+        raise _fail(subject, f"config class {type(config).__name__} needs a `relabel: RelabelConfig` field (the loop's "
+                             f"hindsight relabelling), got {type(relabel).__name__ if hasattr(config, 'relabel') else 'none'}")
     if relabel.strategy not in ("geometric", "future", "final", "none") or not 0.0 <= relabel.fraction <= 1.0:
-        raise _fail(subject, f"relabel(config) returned {relabel}; strategy must be geometric/future/final/none and "
+        raise _fail(subject, f"config.relabel is {relabel}; strategy must be geometric/future/final/none and "
                              "fraction in [0, 1]")
 
     k_init, k_other, k_act, k_a, k_b, k_data, k_relabel = jax.random.split(key, 7)

@@ -160,7 +160,7 @@ class Trainer:
         key, k_sample, k_relabel, k_perm, k_update = jax.random.split(state.key, 5)
         state = state.replace(key=key)
         windows = replay.sample_windows(state.buffer, k_sample, plan.windows_per_step, plan.window_length)
-        relabel = self.algorithm.relabel(self.algo_config)
+        relabel = self.algo_config.relabel
         tuples = jax.vmap(lambda k, o, a, t, e: relabel_window(k, o, a, t, e, self.spec, relabel))(
             jax.random.split(k_relabel, plan.windows_per_step), *windows
         )

@@ -9,7 +9,7 @@ import optax
 import pytest
 
 from gcrl_bench import registry
-from gcrl_bench.algorithms import gcsl, sac, td, td3
+from gcrl_bench.algorithms import common, gcsl, sac, td, td3
 from gcrl_bench.errors import ConfigError
 from gcrl_bench.interface import RelabelConfig, TaskSpec, Transition
 from gcrl_bench.networks import NetworkConfig, ResidualMLP, split_policy_output, tanh_gaussian_log_prob
@@ -224,18 +224,18 @@ def test_td3_exploration_noise_is_clipped_gaussian():
 
 
 def test_taken_action_log_prob_hand_computed():
-    one = gcsl.taken_action_log_prob(jnp.zeros((1, 1)), jnp.zeros((1, 1)), jnp.zeros((1, 1)))
+    one = common.taken_action_log_prob(jnp.zeros((1, 1)), jnp.zeros((1, 1)), jnp.zeros((1, 1)))
     assert float(one[0]) == pytest.approx(-0.5 * math.log(2 * math.pi) - math.log(1 + 1e-6), abs=1e-6)
     # a = tanh(0.5), mean 0.2, std e^-1: log N(0.5; 0.2, e^-1) - log(1 - tanh(0.5)^2 + 1e-6)
     a = math.tanh(0.5)
     z = (0.5 - 0.2) / math.exp(-1.0)
     want = -0.5 * z * z + 1.0 - 0.5 * math.log(2 * math.pi) - math.log(1 - a * a + 1e-6)
-    got = gcsl.taken_action_log_prob(jnp.array([[a]]), jnp.array([[0.2]]), jnp.array([[-1.0]]))
+    got = common.taken_action_log_prob(jnp.array([[a]]), jnp.array([[0.2]]), jnp.array([[-1.0]]))
     assert float(got[0]) == pytest.approx(want, rel=1e-4)
     # two dimensions add; a saturated action is clipped to 1 - 1e-6 and stays finite
-    both = gcsl.taken_action_log_prob(jnp.array([[0.0, a]]), jnp.array([[0.0, 0.2]]), jnp.array([[0.0, -1.0]]))
+    both = common.taken_action_log_prob(jnp.array([[0.0, a]]), jnp.array([[0.0, 0.2]]), jnp.array([[0.0, -1.0]]))
     assert float(both[0]) == pytest.approx(float(one[0]) + want, rel=1e-4)
-    edge = gcsl.taken_action_log_prob(jnp.array([[1.0]]), jnp.array([[0.0]]), jnp.array([[0.0]]))
+    edge = common.taken_action_log_prob(jnp.array([[1.0]]), jnp.array([[0.0]]), jnp.array([[0.0]]))
     u = math.atanh(np.float32(1 - 1e-6))
     assert np.isfinite(float(edge[0]))
     # 1 - tanh(u)^2 = 2e-6 is computed in float32 here (a few percent off inside the log, 0.04 outside)
@@ -272,13 +272,13 @@ def test_gcsl_learns_the_taken_action_on_a_fixed_batch():
 
 
 def test_registered_relabelling_per_algorithm():
-    relabel = {name: registry.get_algorithm(name).relabel(_config(name)) for name in NAMES}
+    relabel = {name: _config(name).relabel for name in NAMES}
     assert relabel["sac"].strategy == "none"
     assert relabel["sac_her"] == RelabelConfig("future", 0.99, 0.8)
     assert relabel["td3_her"] == RelabelConfig("future", 0.99, 0.8)
     assert relabel["gcsl"] == RelabelConfig("future", 0.99, 1.0)
     assert relabel["gcbc"] == RelabelConfig("geometric", 0.99, 1.0)
-    assert registry.get_algorithm("sac_her").relabel(_config("sac_her", her_strategy="final", her_fraction=1.0)) == (
+    assert _config("sac_her", relabel=RelabelConfig("final", 0.99, 1.0)).relabel == (
         RelabelConfig("final", 0.99, 1.0))
     assert not _config("gcsl").entropy_bonus and _config("gcbc").entropy_bonus
 
@@ -293,13 +293,16 @@ def test_defaults_and_their_sources():
 
 
 @pytest.mark.parametrize("cls, field, value", [
-    (sac.SACConfig, "discount", 1.0), (sac.SACConfig, "tau", 0.0), (sac.SACHERConfig, "her_fraction", 0.0),
-    (sac.SACConfig, "her_strategy", "episode"), (td3.TD3Config, "policy_delay", 0), (td3.TD3Config, "policy_noise", -0.1),
-    (gcsl.GCSLConfig, "relabel", "final"), (gcsl.GCBCConfig, "policy_lr", 0.0),
+    (sac.SACConfig, "discount", 1.0), (sac.SACConfig, "tau", 0.0),
+    (sac.SACHERConfig, "fraction", lambda: RelabelConfig("future", 0.99, 0.0)),
+    (sac.SACConfig, "strategy", lambda: RelabelConfig("episode")), (td3.TD3Config, "policy_delay", 0),
+    (td3.TD3Config, "policy_noise", -0.1), (gcsl.GCSLConfig, "relabel", lambda: RelabelConfig("final")),
+    (gcsl.GCBCConfig, "policy_lr", 0.0),
 ])
 def test_bad_config_values_are_config_errors(cls, field, value):
+    # a relabelling value is built inside the check: RelabelConfig validates itself on construction
     with pytest.raises(ConfigError, match=field):
-        cls(**{field: value})
+        cls(**{"relabel" if callable(value) else field: value() if callable(value) else value})
 
 
 @pytest.mark.parametrize("name", NAMES)

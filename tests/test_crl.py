@@ -8,7 +8,7 @@ import numpy as np
 import optax
 import pytest
 
-from gcrl_bench.algorithms import crl
+from gcrl_bench.algorithms import common, crl
 from gcrl_bench.errors import ConfigError
 from gcrl_bench.interface import RelabelConfig, TaskSpec, Transition
 from gcrl_bench.networks import (
@@ -128,19 +128,19 @@ def test_actor_loss_hand_computed():
     log_prob = jnp.array([1.0, -1.0])
     q = jnp.array([-2.0, -4.0])
     # mean(0.5 * 1 + 2, 0.5 * -1 + 4) = mean(2.5, 3.5)
-    assert float(crl.actor_loss(log_prob, q, jnp.array(0.5))) == pytest.approx(3.0)
+    assert float(common.actor_loss(log_prob, q, jnp.array(0.5))) == pytest.approx(3.0)
 
 
 def test_alpha_loss_value_and_gradient():
     log_alpha = jnp.array(math.log(2.0))
     log_prob = jnp.array([-1.0, -3.0])
     # -log pi - target = [1 + 2, 3 + 2] = [3, 5], mean 4, alpha 2: loss 8 = d loss / d log alpha
-    value, (g_log_alpha, g_log_prob) = jax.value_and_grad(crl.alpha_loss, (0, 1))(log_alpha, log_prob, -2.0)
+    value, (g_log_alpha, g_log_prob) = jax.value_and_grad(common.alpha_loss, (0, 1))(log_alpha, log_prob, -2.0)
     assert float(value) == pytest.approx(8.0, rel=1e-6)
     assert float(g_log_alpha) == pytest.approx(8.0, rel=1e-6)
     assert np.all(np.asarray(g_log_prob) == 0.0)  # the entropy term is held fixed
     # entropy above target (-log pi > target) makes the gradient positive: alpha shrinks under descent
-    assert float(jax.grad(crl.alpha_loss)(jnp.array(0.0), jnp.array([-5.0]), -4.0)) > 0
+    assert float(jax.grad(common.alpha_loss)(jnp.array(0.0), jnp.array([-5.0]), -4.0)) > 0
 
 
 # ------------------------------------------------------------------------------------------ policy head
@@ -187,7 +187,7 @@ def test_sample_tanh_gaussian_reparameterised():
 def test_config_defaults_are_the_papers():
     c = crl.CRLConfig()
     assert (c.repr_dim, c.policy_lr, c.critic_lr, c.alpha_lr) == (64, 3e-4, 3e-4, 3e-4)
-    assert (c.logsumexp_penalty, c.gamma, c.entropy_param, c.energy, c.contrastive_loss) == (
+    assert (c.logsumexp_penalty, c.relabel.gamma, c.entropy_param, c.energy, c.contrastive_loss) == (
         0.1, 0.99, 0.5, "l2", "fwd_infonce",
     )
     assert c.network == NetworkConfig(depth=4, width=256)
@@ -195,11 +195,14 @@ def test_config_defaults_are_the_papers():
 
 
 @pytest.mark.parametrize(
-    "field, value", [("repr_dim", 0), ("policy_lr", 0.0), ("gamma", 1.0), ("energy", "dot"), ("contrastive_loss", "nce")]
+    "field, build", [("repr_dim", lambda: crl.CRLConfig(repr_dim=0)), ("policy_lr", lambda: crl.CRLConfig(policy_lr=0.0)),
+                     ("gamma", lambda: crl.CRLConfig(relabel=RelabelConfig("geometric", 1.0))),
+                     ("energy", lambda: crl.CRLConfig(energy="dot")),
+                     ("contrastive_loss", lambda: crl.CRLConfig(contrastive_loss="nce"))]
 )
-def test_bad_config_values_are_config_errors(field, value):
+def test_bad_config_values_are_config_errors(field, build):
     with pytest.raises(ConfigError, match=field):
-        crl.CRLConfig(**{field: value})
+        build()
 
 
 def test_registered_with_geometric_relabelling():
@@ -207,7 +210,8 @@ def test_registered_with_geometric_relabelling():
 
     algorithm = registry.get_algorithm("crl")
     assert algorithm.config_cls is crl.CRLConfig
-    assert algorithm.relabel(crl.CRLConfig(gamma=0.9)) == RelabelConfig("geometric", 0.9, 1.0)
+    assert crl.CRLConfig().relabel == RelabelConfig("geometric", 0.99, 1.0)
+    assert crl.CRLConfig(relabel=RelabelConfig(gamma=0.9)).relabel == RelabelConfig("geometric", 0.9, 1.0)
 
 
 def test_init_shapes():

@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
+from gcrl_bench.errors import ConfigError
 from gcrl_bench.interface import Algorithm, RelabelConfig, TaskSpec, Transition
 from gcrl_bench.networks import NetworkConfig, ResidualMLP
 from gcrl_bench.registry import register_algorithm
@@ -31,13 +32,23 @@ class HindsightBCConfig:
 
     Attributes:
       network: depth, width and switches of the policy network (set by --depths/--widths).
+      relabel: hindsight goals: ``future`` (a uniform later state of the same episode) for every tuple
+        (fraction 1.0); ``geometric`` and ``final`` also work, ``none`` (the commanded goals) is refused.
       learning_rate: Adam learning rate of the policy (3e-4, the common Adam default in goal-conditioned RL).
       exploration_std: standard deviation of the Gaussian noise added to collected actions.
     """
 
     network: NetworkConfig = NetworkConfig()
+    relabel: RelabelConfig = RelabelConfig(strategy="future", fraction=1.0)
     learning_rate: float = 3e-4
     exploration_std: float = 0.3
+
+    def __post_init__(self):
+        if not isinstance(self.relabel, RelabelConfig):
+            raise ConfigError(f"hindsight_bc relabel must be a RelabelConfig, got {type(self.relabel).__name__}")
+        if self.relabel.strategy == "none":
+            raise ConfigError("hindsight_bc relabel.strategy 'none' clones the commanded goals instead of hindsight "
+                              "ones; use future, geometric or final")
 
 
 @struct.dataclass
@@ -100,7 +111,6 @@ ALGORITHM = Algorithm(
     init=init,
     act=act,
     update=update,
-    relabel=lambda config: RelabelConfig(strategy="future", fraction=1.0),
     description="example plugin: goal-conditioned behaviour cloning on hindsight goals (GCSL-style, MSE)",
 )
 
