@@ -187,6 +187,9 @@ def cli():
 @click.option("--checkpoint-buffer-limit-mb", type=int, default=4096, show_default=True,
               help="Checkpoints include the replay buffer up to this size (0: never); without it a resumed run refills it.")
 @click.option("--devices", default="1", show_default=True, help="Local devices per run, data-parallel: a number or 'all'.")
+@click.option("--logger", type=click.Choice(["none", "tensorboard", "wandb"]), default="none", show_default=True,
+              help="Mirror each run's metrics to a tracker: tensorboard (event files in runs/<run_id>/tensorboard/) or "
+                   "wandb (offline unless WANDB_MODE says otherwise); a resumed run continues its tracker run.")
 @click.option("--executor", type=click.Choice(["local", "ray", "slurm"]), default="local", show_default=True,
               help="local: this machine (see --workers); ray: a Ray cluster; slurm: SLURM jobs through submitit.")
 @click.option("--workers", type=int, default=0,
@@ -235,7 +238,7 @@ def _sweep_params(ctx: click.Context) -> dict[str, object]:
 def _run_sweep(algos, tasks, depths, widths, seeds, preset, env_steps, epochs, out, residual, layer_norm, activation, sets, report,
         checkpoint_every, checkpoint_buffer_limit_mb, devices, executor, workers, ray_address, cpus_per_run,
         gpus_per_run, slurm_partition, slurm_time_min, slurm_mem_gb, slurm_account, slurm_qos, slurm_constraint,
-        slurm_cluster):
+        slurm_cluster, logger):
     """The body of ``run`` once the sweep file and the flags are merged (``sets``: the overrides)."""
     from gcrl_bench import registry, results
     from gcrl_bench.checkpoint import CheckpointConfig
@@ -261,7 +264,7 @@ def _run_sweep(algos, tasks, depths, widths, seeds, preset, env_steps, epochs, o
         raise ConfigError(f"--checkpoint-buffer-limit-mb {checkpoint_buffer_limit_mb}: must be >= 0 (0: never save the buffer)")
     options = ExecutionOptions(
         checkpoint=CheckpointConfig(every_epochs=checkpoint_every, buffer_max_bytes=checkpoint_buffer_limit_mb << 20),
-        devices=parse_devices(devices),
+        devices=parse_devices(devices), logger=None if logger == "none" else logger,
     )
     executor_config = ExecutorConfig(
         kind=executor, workers=workers, ray_address=ray_address, cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run,

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import serialization
 
-from gcrl_bench import checkpoint, registry, results, sharding
+from gcrl_bench import checkpoint, registry, results, sharding, trackers
 from gcrl_bench.checkpoint import CheckpointConfig
 from gcrl_bench.config import derive_plan
 from gcrl_bench.errors import GcrlBenchError
@@ -44,10 +44,16 @@ class ExecutionOptions:
     Attributes:
       checkpoint: when and what to checkpoint.
       devices: local devices one run uses, data-parallel (1: the single-device program; 0: all).
+      logger: experiment tracker that mirrors each run's metrics rows, made in the process that executes
+        the run: ``tensorboard`` or ``wandb`` (see :mod:`gcrl_bench.trackers`); None: none.
     """
 
     checkpoint: CheckpointConfig = CheckpointConfig()
     devices: int = 1
+    logger: str | None = None
+
+    def __post_init__(self):
+        trackers.make_tracker(self.logger)  # an unknown tracker or a missing package: refused before any run
 
 
 class RunInterrupted(GcrlBenchError):
@@ -198,8 +204,8 @@ def execute(run: RunSpec, out: Path, on_epoch: Callable[[EpochReport], None] | N
       on_epoch: told each epoch's progress (:class:`EpochReport`), after its metrics are recorded.
       on_phase: told what the run is doing before the epochs ("compiling", "prefilling the buffer", ...).
       on_metrics: given a copy of each epoch's metrics row, as written to metrics.jsonl (epoch,
-        env_steps, wall_time_s, train_time_s, eval/..., train/...), right after it is recorded: the
-        place for an experiment tracker. Not called for the rows a resumed run restores.
+        env_steps, wall_time_s, train_time_s, eval/..., train/...), right after it is recorded (and
+        after ``options.logger``'s tracker has mirrored it). Not called for the rows a resumed run restores.
 
     Raises:
       RunInterrupted: after SIGTERM/SIGINT, once the checkpoint of the last finished epoch is written.
@@ -215,7 +221,7 @@ def execute(run: RunSpec, out: Path, on_epoch: Callable[[EpochReport], None] | N
         folder.failure.unlink()
     results.atomic_write_text(folder.config, results.to_json(_config_record(run, plan, task.spec, devices)))
 
-    with StopOnSignal() as stop:
+    with StopOnSignal() as stop, trackers.mirrored(options.logger, run.run_id, folder.path, on_metrics) as on_metrics:
         return _train(run, options, task, algorithm, plan, folder, devices, stop,
                       _Callbacks(on_epoch, on_phase, on_metrics))
 

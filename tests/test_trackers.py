@@ -1,16 +1,25 @@
 """Experiment trackers: what a tracker writes is read back from its own files (TensorBoard event files, W&B's
-offline run log), with the steps and values of the rows logged, also across a simulated resume."""
+offline run log), with the steps and values of the rows logged, also across a resume; and a real run with
+``--logger`` mirrors every metrics.jsonl row exactly once."""
 
 import json
+import os
+import signal
 import struct
 import sys
 import time
 
+import numpy as np
 import pytest
 
+from gcrl_bench.checkpoint import CheckpointConfig
+from gcrl_bench.cli import main
 from gcrl_bench.errors import ConfigError, MissingExtraError
+from gcrl_bench.runner import ExecutionOptions, RunInterrupted, execute
 from gcrl_bench.trackers import (RunMirror, TensorBoardTracker, WandbTracker, log_row, make_tracker, mirrored,
                                  read_scalars, wandb_run_id)
+
+from sweep_helpers import cli_args, grid
 
 RUN_ID = "crl__point_u_maze__d4_w16_s0__0123456789"
 CONFIG = {"algo": "crl", "task": "point_u_maze", "seed": 0}
@@ -217,3 +226,48 @@ def test_wandb_offline_run_holds_the_rows_and_a_resume_continues_it(tmp_path, mo
 def test_wandb_mode_is_checked():
     with pytest.raises(ConfigError, match=r"^wandb mode 'cloud': choose offline, online or disabled$"):
         WandbTracker(mode="cloud")
+
+
+def _assert_mirrors(tb_dir, metrics_path):
+    """Every metrics.jsonl row is in the event files exactly once, at its env_steps, as float32."""
+    rows = [json.loads(line) for line in metrics_path.read_text().splitlines()]
+    got = read_scalars(tb_dir)
+    keys = {k for r in rows for k in r} - {"env_steps"}
+    assert set(got) == keys
+    for key in keys:
+        assert got[key] == [(r["env_steps"], float(np.float32(r[key]))) for r in rows], key
+    return rows
+
+
+def test_a_run_interrupted_and_resumed_mirrors_each_metrics_row_once(tmp_path):
+    pytest.importorskip("tensorboardX")
+    run = grid((0,))[0]
+    options = ExecutionOptions(checkpoint=CheckpointConfig(every_epochs=0), logger="tensorboard")
+
+    def on_epoch(report):
+        if report.epoch == 1:
+            os.kill(os.getpid(), signal.SIGTERM)  # finishes epoch 1, checkpoints and stops
+
+    with pytest.raises(RunInterrupted):
+        execute(run, tmp_path, on_epoch=on_epoch, options=options)
+    folder = tmp_path / "runs" / run.run_id
+    assert [r["epoch"] for r in _assert_mirrors(folder / "tensorboard", folder / "metrics.jsonl")] == [1]
+    execute(run, tmp_path, options=options)  # resumes after epoch 1
+    rows = _assert_mirrors(folder / "tensorboard", folder / "metrics.jsonl")
+    assert [r["epoch"] for r in rows] == [1, 2, 3]
+    assert len(list((folder / "tensorboard").glob("events.out.tfevents.*"))) == 2
+
+
+def test_cli_logger_option(capsys, tmp_path, monkeypatch):
+    pytest.importorskip("tensorboardX")
+    main(cli_args(tmp_path, "0", "--logger", "tensorboard"))  # returns (no SystemExit) when every run completes
+    (folder,) = (tmp_path / "runs").iterdir()
+    assert [r["epoch"] for r in _assert_mirrors(folder / "tensorboard", folder / "metrics.jsonl")] == [1, 2, 3]
+    capsys.readouterr()
+    monkeypatch.setitem(sys.modules, "wandb", None)
+    with pytest.raises(SystemExit) as exit_info:
+        main(cli_args(tmp_path / "other", "0", "--logger", "wandb"))
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "error: --logger wandb needs the wandb package, which is not installed: pip install 'gcrl-bench[wandb]'"]
+    assert not (tmp_path / "other").exists()
