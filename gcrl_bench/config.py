@@ -167,6 +167,13 @@ SANITY_LOOP: Mapping[str, Any] = dict(
     windows_per_step=256, min_replay_rows=100, max_replay_rows=1000, num_eval_envs=64,
 )
 
+# The depth-scaling control task point_big_maze (tasks/point_momentum.py): 200-step episodes, 0.2M env
+# steps, 60 gradient steps of batch 256 per 640 env steps (17,400 in all).
+CONTROL_LOOP: Mapping[str, Any] = dict(
+    total_env_steps=200_000, num_epochs=10, num_envs=64, unroll_length=10, batch_size=256, updates_per_step=60,
+    windows_per_step=256, min_replay_rows=200, max_replay_rows=3000, num_eval_envs=128,
+)
+
 # Total env steps per task for the paper's protocol (TASKS.md §1.6, inferred from the authors' analysis).
 PAPER_BUDGETS: dict[str, int] = {
     "humanoid": 100_000_000,
@@ -228,6 +235,19 @@ PRESETS: dict[str, Preset] = {
                 updates_per_step=100, min_replay_rows=1000, max_replay_rows=3000, num_eval_envs=32,
             ),
             per_task={"point_u_maze": SANITY_LOOP},
+        ),
+        Preset(
+            name="control",
+            description=(
+                "The depth-scaling positive control: CONTROL_LOOP (64 envs, batch 256, 17,400 gradient steps, "
+                "0.2M env steps, 128 eval episodes) on point_big_maze, where CRL at depth 16 beats depth 4; "
+                "the other tasks get the quick preset's loop. Minutes per run on a CPU."
+            ),
+            loop=LoopConfig(
+                total_env_steps=1_600_000, num_epochs=8, num_envs=64, unroll_length=50, batch_size=256,
+                updates_per_step=100, min_replay_rows=1000, max_replay_rows=3000, num_eval_envs=32,
+            ),
+            per_task={"point_big_maze": CONTROL_LOOP, "point_u_maze": SANITY_LOOP},
         ),
         Preset(
             name="smoke",

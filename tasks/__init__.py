@@ -12,9 +12,10 @@ with contextlib.redirect_stdout(io.StringIO()):
     # MJX prints a notice on stdout when its optional GPU back-end (warp) is absent; it is not used here.
     import mujoco.mjx  # noqa: F401
 
-from gcrl_bench.tasks import ant_maze, arm, humanoid, point_maze  # noqa: E402
+from gcrl_bench.tasks import ant_maze, arm, humanoid, point_maze, point_momentum  # noqa: E402
 
 ant_maze.register_all()
 humanoid.register_all()
 arm.register_all()
 point_maze.register_all()
+point_momentum.register_all()

@@ -75,6 +75,7 @@ class PointUMaze:
     """The task object (see module docstring)."""
 
     spec = SPEC
+    layout = LAYOUT
 
     def __init__(self, eval_goals: str = "train"):
         self.walls = jnp.asarray(_cells("#"))  # (W, 2) wall cell centres
@@ -120,16 +121,17 @@ class PointUMaze:
             for x, y in np.asarray(self.walls)
         )
         centre = np.asarray(self.walls).mean(axis=0)
+        size = max(len(self.layout), len(self.layout[0])) * CELL
         xml = f"""
-<mujoco model="point_u_maze">
-  <statistic center="{centre[0]} {centre[1]} 0" extent="{len(LAYOUT) * CELL}"/>
+<mujoco model="{self.spec.name}">
+  <statistic center="{centre[0]} {centre[1]} 0" extent="{size}"/>
   <asset>
     <texture name="grid" type="2d" builtin="checker" rgb1="0.82 0.82 0.8" rgb2="0.74 0.74 0.72" width="64" height="64"/>
-    <material name="floor" texture="grid" texrepeat="{len(LAYOUT)} {len(LAYOUT)}"/>
+    <material name="floor" texture="grid" texrepeat="{len(self.layout)} {len(self.layout[0])}"/>
   </asset>
   <worldbody>
     <light directional="true" pos="0 0 10" dir="0.2 0.3 -1" diffuse="0.6 0.6 0.6" castshadow="false"/>
-    <geom type="plane" size="{len(LAYOUT) * CELL} {len(LAYOUT) * CELL} 0.1" pos="{centre[0]} {centre[1]} 0" material="floor"/>
+    <geom type="plane" size="{size} {size} 0.1" pos="{centre[0]} {centre[1]} 0" material="floor"/>
     {walls}
     <body name="point" pos="0 0 {RADIUS}">
       <joint name="x" type="slide" axis="1 0 0"/>
