@@ -12,8 +12,9 @@ A task is a static :class:`TaskSpec` plus two pure functions::
 
 Observations follow the goal-conditioned convention of the paper: ``obs = [state, commanded goal]`` with
 ``state = obs[:state_size]`` and ``goal = obs[state_size:]``. The goal a state *achieves* is
-``state[goal_indices]``. Success is ``||state[goal_indices] - goal||_2 < success_threshold``; the shared
-loop computes it from the spec, so every task and every algorithm measures success the same way.
+``state[goal_indices]``. Success is ``||state[goal_indices] - goal||_2 < success_threshold``, defined once by
+:meth:`TaskSpec.success` / :meth:`TaskSpec.success_of`: the loop, the evaluator, the relabeller and the
+conformance kit all call them, so every task and every algorithm measures success the same way.
 
 Episode bookkeeping (time limit, auto-reset, trajectory ids) belongs to the shared loop, not to tasks:
 ``step`` reports only physical termination (for example an ant that flips over).
@@ -42,6 +43,7 @@ import dataclasses
 from typing import Any, Callable, Literal, Mapping, Protocol, get_args, runtime_checkable
 
 import jax
+import jax.numpy as jnp
 from flax import struct
 
 from gcrl_bench.errors import ConfigError
@@ -85,6 +87,55 @@ class TaskSpec:
     @property
     def observation_size(self) -> int:
         return self.state_size + self.goal_size
+
+    def achieved_goal(self, state: Array) -> Array:
+        """The goal a state achieves, ``state[..., goal_indices]``.
+
+        Args:
+          state: (..., n) with n >= state_size: states, or whole observations (the goal indices lie in the
+            state part).
+        Returns:
+          (..., goal_size).
+        """
+        return state[..., jnp.asarray(self.goal_indices)]
+
+    def commanded_goal(self, obs: Array) -> Array:
+        """The commanded goal of observations, ``obs[..., state_size:]``: (..., observation_size) -> (..., goal_size)."""
+        return obs[..., self.state_size :]
+
+    def goal_distance(self, achieved: Array, goal: Array) -> Array:
+        """Euclidean distance between achieved goals (:meth:`achieved_goal`) and goals, both (..., goal_size)
+        (broadcast against each other): (...,) ``||achieved - goal||``."""
+        return jnp.linalg.norm(achieved - goal, axis=-1)
+
+    def reached(self, distance: Array) -> Array:
+        """The success test on distances: (...,) bool, ``distance < success_threshold``."""
+        return distance < self.success_threshold
+
+    def distance(self, obs: Array) -> Array:
+        """Distance between the achieved and the commanded goal of observations ``[state, goal]``.
+
+        Args:
+          obs: (..., observation_size).
+        Returns:
+          (...,) ``||obs[..., goal_indices] - obs[..., state_size:]||``.
+        """
+        return self.goal_distance(self.achieved_goal(obs), self.commanded_goal(obs))
+
+    def success(self, obs: Array) -> Array:
+        """(...,) float32: 1.0 where an observation's state has reached its commanded goal
+        (``distance(obs) < success_threshold``), else 0.0; obs: (..., observation_size)."""
+        return self.reached(self.distance(obs)).astype(jnp.float32)
+
+    def success_of(self, state: Array, goal: Array) -> Array:
+        """(...,) float32: 1.0 where a state has reached a separate goal, ``||state[goal_indices] - goal|| <
+        success_threshold``, else 0.0.
+
+        Args:
+          state: (..., n), n >= state_size (see :meth:`achieved_goal`).
+          goal: (..., goal_size), broadcast against the achieved goal.
+        """
+        return self.reached(self.goal_distance(self.achieved_goal(state), goal)).astype(jnp.float32)
 
     def __post_init__(self):
         if len(self.goal_indices) != self.goal_size:

@@ -26,7 +26,9 @@ goal ever comes from another episode.
 
 Rewards and TD validity (see :class:`gcrl_bench.interface.Transition`): ``reward`` tests s_t (the
 reference's HER reward), ``next_reward`` tests s_{t+1} (the textbook sparse reward r(s_t, a_t, g), used by
-the TD methods), and ``mask`` is 0 exactly on tuples cut by the time limit, whose next row belongs to
+the TD methods), both against the tuple's goal with the spec's one success test
+(:meth:`gcrl_bench.interface.TaskSpec.goal_distance` and :meth:`~gcrl_bench.interface.TaskSpec.reached`,
+as :meth:`~gcrl_bench.interface.TaskSpec.success_of` combines them), and ``mask`` is 0 exactly on tuples cut by the time limit, whose next row belongs to
 the next episode. Worked example, a window of rows with trajectory ids [3, 3, 4, 4] where episode 3
 ended by its time limit after row 1: tuples 0, 1, 2 get masks [1, 0, 1]; had episode 3 terminated at
 row 1 instead, tuple 1 would keep mask 1 with discount 0.
@@ -108,15 +110,15 @@ def relabel_window(
     offsets = goal_offsets(k_offsets, episode_end_offsets(traj_id), config)
     j = jnp.arange(T) + offsets
     states = obs[:, : spec.state_size]
-    achieved = states[:, jnp.asarray(spec.goal_indices)]
+    achieved = spec.achieved_goal(states)
     goal = achieved[j]
     if config.strategy != "none" and config.fraction < 1.0:
         keep = jax.random.uniform(k_mix, (T,)) >= config.fraction
-        goal = jnp.where(keep[:, None], obs[:, spec.state_size :], goal)
+        goal = jnp.where(keep[:, None], spec.commanded_goal(obs), goal)
     elif config.strategy == "none":
-        goal = obs[:, spec.state_size :]
-    reached = jnp.linalg.norm(achieved - goal, axis=-1) < spec.success_threshold  # (T,) s_t within reach of g
-    reached_next = jnp.linalg.norm(achieved[1:] - goal[:-1], axis=-1) < spec.success_threshold  # s_{t+1}, g_t
+        goal = spec.commanded_goal(obs)
+    reached = spec.reached(spec.goal_distance(achieved, goal))  # (T,) bool: s_t within reach of g_t
+    reached_next = spec.reached(spec.goal_distance(achieved[1:], goal[:-1]))  # (T - 1,): s_{t+1}, g_t
     same_episode = traj_id[1:] == traj_id[:-1]
     terminated = terminal[:-1] > 0.5
     # s_{t+1} is the next row when it belongs to the same episode; across a boundary the successor was
