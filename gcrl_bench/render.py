@@ -385,36 +385,28 @@ def show(task_name: str, output: str | Path, seed: int = 0, width: int = 640, he
 
 
 def rollout(task, algorithm, algo_config, algo_state, key, num_episodes: int):
-    """num_episodes evaluation episodes of the deterministic policy, in one batch (one compiled program).
+    """num_episodes evaluation episodes of the deterministic policy, in one batch (one compiled program):
+    the evaluator's episodes (:func:`gcrl_bench.rollout.evaluate_policy`, the same keys), recorded.
 
     Returns:
-      (states, alive): the environment states with leading axes (episode_length + 1, num_episodes), the
-      reset first; alive (episode_length + 1, num_episodes) bool, False after the step on which an
-      episode terminated (that step is still drawn, as in the evaluator's accounting).
+      (states, alive, metrics): the environment states with leading axes (episode_length + 1,
+      num_episodes), the reset first; alive (episode_length + 1, num_episodes) bool, False after the step
+      on which an episode terminated (that step is still drawn, as in the evaluator's accounting); the
+      evaluator's per-episode metrics (time_at_goal, success_any, success_at_end, final_distance), each
+      (num_episodes,).
     """
     import jax
-    import jax.numpy as jnp
 
-    length = task.spec.episode_length
+    from gcrl_bench.rollout import evaluate_policy
 
     @jax.jit
     def run(algo_state, key):
-        k_reset, k_act = jax.random.split(key)
-        env = jax.vmap(lambda k: task.reset(k, True))(jax.random.split(k_reset, num_episodes))
+        policy = lambda obs, k: algorithm.act(algo_config, algo_state, obs, k, True)  # noqa: E731
+        episode = evaluate_policy(task, policy, key, num_episodes, record=True)
+        return episode.states, episode.alive, episode.metrics()
 
-        def body(carry, k):
-            env, alive = carry
-            action = algorithm.act(algo_config, algo_state, env.obs, k, True)
-            nxt = jax.vmap(task.step)(env, action)
-            return (nxt, alive & (nxt.terminated < 0.5)), (nxt, alive)
-
-        _, (states, alive) = jax.lax.scan(body, (env, jnp.ones((num_episodes,), bool)),
-                                          jax.random.split(k_act, length))
-        states = jax.tree.map(lambda first, rest: jnp.concatenate([first[None], rest]), env, states)
-        return states, jnp.concatenate([jnp.ones((1, num_episodes), bool), alive])
-
-    states, alive = run(algo_state, key)
-    return jax.device_get(states), np.asarray(alive)
+    states, alive, metrics = jax.device_get(run(algo_state, key))
+    return states, np.asarray(alive), {k: np.asarray(v) for k, v in metrics.items()}
 
 
 def render_policy(run_dir: str | Path, output: str | Path, episodes: int = 3, seed: int = 0,
@@ -433,7 +425,6 @@ def render_policy(run_dir: str | Path, output: str | Path, episodes: int = 3, se
     import jax
 
     from gcrl_bench import rundirs
-    from gcrl_bench.training import distance_to_goal
 
     output = Path(output)
     _check_output(output, VIDEO_SUFFIXES)
@@ -445,9 +436,8 @@ def render_policy(run_dir: str | Path, output: str | Path, episodes: int = 3, se
     loaded = rundirs.load_run(run_dir)
     task = renderable(loaded.task, loaded.run.task)
     fps = float(fps) if fps is not None else 1.0 / task.spec.env_step_seconds
-    states, alive = rollout(task, loaded.algorithm, loaded.algo_config, loaded.algo_state,
-                            jax.random.PRNGKey(seed), episodes)
-    success = np.asarray(distance_to_goal(states.obs, task.spec)) < task.spec.success_threshold
+    states, alive, metrics = rollout(task, loaded.algorithm, loaded.algo_config, loaded.algo_state,
+                                     jax.random.PRNGKey(seed), episodes)
     steps = [int(alive[:, e].sum()) for e in range(episodes)]
     poses = [[task.render_qpos(_unbatched(_unbatched(states, t), e)) for t in range(steps[e])]
              for e in range(episodes)]
@@ -462,7 +452,7 @@ def render_policy(run_dir: str | Path, output: str | Path, episodes: int = 3, se
 
     count = _write_video(output, frames(), fps)
     return {"path": output, "frames": count, "fps": fps, "episodes": episodes, "steps": steps,
-            "time_at_goal": [int(success[1:steps[e], e].sum()) for e in range(episodes)]}
+            "time_at_goal": [int(t) for t in metrics["time_at_goal"]]}
 
 
 # ------------------------------------------------------------------------------------------ writers

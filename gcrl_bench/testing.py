@@ -40,7 +40,7 @@ from gcrl_bench.interface import Algorithm, EnvState, RelabelConfig, Task, TaskS
 from gcrl_bench.networks import NetworkConfig
 from gcrl_bench.overrides import field_docs
 from gcrl_bench.relabel import relabel_window
-from gcrl_bench.training import distance_to_goal
+from gcrl_bench.rollout import auto_reset_step, reset_batch
 
 __all__ = ["ConformanceError", "TaskReport", "AlgorithmReport", "check_task", "check_algorithm",
            "documented_fields"]
@@ -170,6 +170,11 @@ def _check_spec(spec: object, subject: str) -> TaskSpec:
     return spec
 
 
+def _random_policy(spec: TaskSpec):
+    """``policy(obs, key)``: uniform random actions in [-1, 1], (N, action_size) for obs (N, observation_size)."""
+    return lambda obs, key: jax.random.uniform(key, (obs.shape[0], spec.action_size), minval=-1.0, maxval=1.0)
+
+
 def _check_env_state_shape(state, spec: TaskSpec, subject: str, where: str) -> None:
     if not isinstance(state, EnvState):
         raise _fail(subject, f"{where} must return a gcrl_bench.interface.EnvState, got {type(state).__name__}")
@@ -183,12 +188,10 @@ def _check_env_state_shape(state, spec: TaskSpec, subject: str, where: str) -> N
 
 def _rollout_program(task: Task, spec: TaskSpec, num_envs: int, num_steps: int):
     """One program: train and eval resets, then num_steps random-action steps in num_envs environments with
-    the loop's auto-reset (termination or time limit), counting every violation and where it first happens."""
+    the loop's auto-reset (:func:`gcrl_bench.rollout.auto_reset_step`, fresh resets), counting every
+    violation and where it first happens."""
     S, n = spec.state_size, num_envs
     has_contains = callable(getattr(task, "contains_goal", None))
-
-    def reset_batch(key, evaluation):
-        return jax.vmap(lambda k: task.reset(k, evaluation))(jax.random.split(key, n))
 
     def finite_per_env(state: EnvState):
         leaves = [x for x in jax.tree.leaves(state) if jnp.issubdtype(x.dtype, jnp.inexact)]
@@ -201,7 +204,7 @@ def _rollout_program(task: Task, spec: TaskSpec, num_envs: int, num_steps: int):
 
     def program(key):
         k_train, k_eval, k_steps = jax.random.split(key, 3)
-        train0, eval0 = reset_batch(k_train, False), reset_batch(k_eval, True)
+        train0, eval0 = reset_batch(task, k_train, n, False), reset_batch(task, k_eval, n, True)
         checks0 = {
             "reset_finite": jnp.stack([finite_per_env(train0), finite_per_env(eval0)]),
             "reset_goal_in_set": jnp.stack([in_goal_set(train0, False), in_goal_set(eval0, True)]),
@@ -216,16 +219,13 @@ def _rollout_program(task: Task, spec: TaskSpec, num_envs: int, num_steps: int):
             return jnp.where((prev < 0) & bad, t, prev)
 
         def body(carry, inputs):
-            env, episode_step, stats = carry
+            env, episode_step, traj_id, stats = carry
             t, k = inputs
-            k_act, k_reset = jax.random.split(k)
-            action = jax.random.uniform(k_act, (n, spec.action_size), minval=-1.0, maxval=1.0)
-            nxt = jax.vmap(task.step)(env, action)
+            (env_next, episode_step, traj_id), rec = auto_reset_step(
+                task, _random_policy(spec), k, env, episode_step, traj_id, "fresh")
+            nxt, fresh, done = rec.next_env, rec.restart, rec.done
             terminated = nxt.terminated
-            success = distance_to_goal(nxt.obs, spec) < spec.success_threshold
-            episode_step = episode_step + 1
-            done = (terminated > 0.5) | (episode_step >= spec.episode_length)
-            fresh = reset_batch(k_reset, False)
+            success = spec.reached(spec.distance(nxt.obs))
             stats = {
                 "nonfinite": first(stats["nonfinite"], ~finite_per_env(nxt), t),
                 "bad_terminated": first(stats["bad_terminated"], (terminated != 0.0) & (terminated != 1.0), t),
@@ -235,11 +235,10 @@ def _rollout_program(task: Task, spec: TaskSpec, num_envs: int, num_steps: int):
                 "episodes": stats["episodes"] + done,
                 "terminations": stats["terminations"] + (terminated > 0.5),
             }
-            env = jax.tree.map(lambda a, b: jnp.where(done.reshape((n,) + (1,) * (a.ndim - 1)), a, b), fresh, nxt)
-            return (env, jnp.where(done, 0, episode_step), stats), None
+            return (env_next, episode_step, traj_id, stats), None
 
         steps = (jnp.arange(num_steps, dtype=jnp.int32), jax.random.split(k_steps, num_steps))
-        (final, _, stats), _ = jax.lax.scan(body, (train0, zeros, init_stats), steps)
+        (final, _, _, stats), _ = jax.lax.scan(body, (train0, zeros, zeros, init_stats), steps)
         return {"train0": train0, "eval0": eval0, "final": final, "stats": stats, "checks0": checks0}
 
     return program
@@ -256,7 +255,7 @@ def check_task(task: Task | str, *, num_envs: int = 64, num_steps: int = 1000, k
     ``num_steps`` steps of uniform random actions in ``num_envs`` environments (one ``lax.scan`` over
     ``vmap(step)``, auto-reset on termination or the time limit as the loop does) keep every float of the
     state finite and ``terminated`` in {0, 1}, and never change the commanded goal ``obs[state_size:]``
-    within an episode; not every reset starts inside the success radius (``distance_to_goal``, as the
+    within an episode; not every reset starts inside the success radius (:meth:`TaskSpec.success`, as the
     loop computes success); resets with ``evaluation=True`` satisfy the same; the same key reproduces the
     rollout bit for bit and different keys give different resets (unless ``deterministic_reset``); with
     the optional ``contains_goal`` every reset's goal lies in its goal set.
@@ -326,8 +325,8 @@ def check_task(task: Task | str, *, num_envs: int = 64, num_steps: int = 1000, k
             env = _first_true(~checks0["reset_goal_in_set"][i])[0]
             raise _fail(subject, f"{which} commands goal {st.obs[env, S:].tolist()} (env {env}), which contains_goal "
                                  f"rejects for evaluation={i == 1}")
-        distance = np.linalg.norm(st.obs[:, list(spec.goal_indices)] - st.obs[:, S:], axis=-1)
-        if np.all(distance < spec.success_threshold):
+        distance = np.asarray(spec.distance(st.obs))
+        if np.all(np.asarray(spec.success(st.obs)) > 0.5):
             raise _fail(subject, f"{which}: all {num_envs} resets start within the success radius "
                                  f"{spec.success_threshold} of their goal (max distance {distance.max():.4g}); an "
                                  "episode must not start solved: check goal_indices and the goal slice of obs")
@@ -417,23 +416,16 @@ def _check_config_class(algorithm: Algorithm, subject: str, network: NetworkConf
 def _random_windows(task: Task, spec: TaskSpec, num_envs: int, rows: int, key: jax.Array):
     """``rows`` consecutive steps of uniform random actions in ``num_envs`` environments, laid out as the
     replay buffer's windows: (obs, action, traj_id, terminal), each with leading axes (num_envs, rows).
-    Episodes end by termination or the time limit and restart from a fresh reset, as in the loop."""
+    Episodes end by termination or the time limit and restart from a fresh reset, with the loop's own
+    step (:func:`gcrl_bench.rollout.auto_reset_step`)."""
 
     def program(key):
         k_reset, k_steps = jax.random.split(key)
-        env = jax.vmap(lambda k: task.reset(k, False))(jax.random.split(k_reset, num_envs))
+        env = reset_batch(task, k_reset, num_envs, False)
 
         def body(carry, k):
-            env, episode_step, traj = carry
-            k_act, k_new = jax.random.split(k)
-            action = jax.random.uniform(k_act, (num_envs, spec.action_size), minval=-1.0, maxval=1.0)
-            nxt = jax.vmap(task.step)(env, action)
-            terminated = nxt.terminated > 0.5
-            done = terminated | (episode_step + 1 >= spec.episode_length)
-            fresh = jax.vmap(lambda kk: task.reset(kk, False))(jax.random.split(k_new, num_envs))
-            row = (env.obs, action, traj, terminated.astype(jnp.float32))
-            env = jax.tree.map(lambda a, b: jnp.where(done.reshape((-1,) + (1,) * (a.ndim - 1)), a, b), fresh, nxt)
-            return (env, jnp.where(done, 0, episode_step + 1), jnp.where(done, traj + 1, traj)), row
+            carry, record = auto_reset_step(task, _random_policy(spec), k, *carry, "fresh")
+            return carry, record.row
 
         zeros = jnp.zeros((num_envs,), jnp.int32)
         _, rows_out = jax.lax.scan(body, (env, zeros, zeros), jax.random.split(k_steps, rows))

@@ -4,9 +4,9 @@ Structure (TASKS.md §6.2)::
 
     prefill:  collect prefill_steps x unroll_length rows with the initial stochastic policy
     epoch:    lax.scan over training_steps_per_epoch of
-                collect unroll_length rows (lax.scan over vmap(task.step))  -> insert into the buffer
+                collect unroll_length rows (lax.scan over rollout.auto_reset_step)  -> insert into the buffer
                 sample one window per environment -> relabel -> shuffle -> lax.scan of gradient steps
-    evaluate: fresh starts and goals, deterministic policy, one full episode
+    evaluate: fresh starts and goals, deterministic policy, one full episode (rollout.evaluate_policy)
 
 Each of prefill, epoch and evaluate is one compiled program (compiled once, ahead of time, so compile
 time is measured separately from run time); the host only runs between epochs (logging, evaluation
@@ -26,6 +26,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from gcrl_bench import buffer as replay
+from gcrl_bench import rollout
 from gcrl_bench import sharding
 from gcrl_bench.config import LoopConfig, LoopPlan, derive_plan
 from gcrl_bench.interface import Algorithm, EnvState, Task, TaskSpec
@@ -58,28 +59,6 @@ class LoopState:
     env_steps: jax.Array
 
 
-def _select(mask: jax.Array, a, b):
-    """Per-environment select between two batched pytrees (mask: (N,))."""
-
-    def pick(x, y):
-        m = mask.reshape(mask.shape + (1,) * (x.ndim - 1))
-        return jnp.where(m, x, y)
-
-    return jax.tree.map(pick, a, b)
-
-
-def distance_to_goal(obs: jax.Array, spec: TaskSpec) -> jax.Array:
-    """Euclidean distance between the achieved goal state[goal_indices] and the commanded goal.
-
-    Args:
-      obs: (..., observation_size).
-    Returns:
-      (...,) distances.
-    """
-    achieved = obs[..., jnp.asarray(spec.goal_indices)]
-    return jnp.linalg.norm(achieved - obs[..., spec.state_size :], axis=-1)
-
-
 @dataclasses.dataclass(frozen=True)
 class Trainer:
     """Builds the compiled programs of one run configuration.
@@ -109,7 +88,7 @@ class Trainer:
     def init(self, key: jax.Array) -> LoopState:
         k_algo, k_env, k_loop = jax.random.split(key, 3)
         n = self.loop.num_envs
-        env = jax.vmap(lambda k: self.task.reset(k, False))(jax.random.split(k_env, n))
+        env = rollout.reset_batch(self.task, k_env, n, False)
         capacity = self.loop.max_replay_rows
         return LoopState(
             algo=self.algorithm.init(self.algo_config, self.spec, k_algo),
@@ -123,27 +102,16 @@ class Trainer:
         )
 
     def _collect(self, state: LoopState) -> LoopState:
-        """Collects unroll_length steps in every environment and inserts them into the buffer."""
-        spec, loop = self.spec, self.loop
+        """Collects unroll_length steps in every environment (:func:`gcrl_bench.rollout.auto_reset_step`,
+        stochastic policy) and inserts them into the buffer."""
+        loop = self.loop
 
         def env_step(carry: LoopState, key):
-            k_act, k_reset = jax.random.split(key)
-            action = self.algorithm.act(self.algo_config, carry.algo, carry.env.obs, k_act, False)
-            nxt = jax.vmap(self.task.step)(carry.env, action)
-            step = carry.episode_step + 1
-            terminated = nxt.terminated > 0.5
-            done = terminated | (step >= spec.episode_length)
-            if loop.reset_mode == "fresh":
-                restart = jax.vmap(lambda k: self.task.reset(k, False))(jax.random.split(k_reset, loop.num_envs))
-            else:
-                restart = carry.first_env
-            row = (carry.env.obs, action, carry.traj_id, terminated.astype(jnp.float32))
-            carry = carry.replace(
-                env=_select(done, restart, nxt),
-                episode_step=jnp.where(done, 0, step),
-                traj_id=jnp.where(done, carry.traj_id + 1, carry.traj_id),
-            )
-            return carry, row
+            policy = lambda obs, k: self.algorithm.act(self.algo_config, carry.algo, obs, k, False)  # noqa: E731
+            (env, episode_step, traj_id), record = rollout.auto_reset_step(
+                self.task, policy, key, carry.env, carry.episode_step, carry.traj_id, loop.reset_mode,
+                carry.first_env)
+            return carry.replace(env=env, episode_step=episode_step, traj_id=traj_id), record.row
 
         key, k_steps = jax.random.split(state.key)
         state = state.replace(key=key)
@@ -193,42 +161,18 @@ class Trainer:
         return state, {k: jnp.mean(v) for k, v in metrics.items()}
 
     def evaluate(self, algo_state, key: jax.Array) -> Mapping[str, jax.Array]:
-        """One full episode in num_eval_envs fresh environments with the deterministic policy.
+        """One full episode in num_eval_envs fresh environments with the deterministic policy
+        (:func:`gcrl_bench.rollout.evaluate_policy`).
 
-        Metrics accumulate while the episode is alive (a terminated episode stops counting, including
-        the step that terminated it), as in the reference's evaluation.
+        Metrics accumulate while the episode is alive: the step on which the physics terminates an
+        episode still counts, the steps after it do not, as in the reference's evaluation.
 
         Returns:
           per-episode arrays (num_eval_envs,): time_at_goal (steps with success, 0..episode_length),
           success_any, success_at_end (success at the episode's last counted step), final_distance.
         """
-        spec, n = self.spec, self.loop.num_eval_envs
-        k_reset, k_act = jax.random.split(key)
-        env = jax.vmap(lambda k: self.task.reset(k, True))(jax.random.split(k_reset, n))
-        zeros = jnp.zeros((n,), jnp.float32)
-        init = (env, jnp.ones((n,), bool), zeros, zeros, zeros, distance_to_goal(env.obs, spec))
-
-        def body(carry, k):
-            env, alive, time_at_goal, any_success, last_success, last_dist = carry
-            action = self.algorithm.act(self.algo_config, algo_state, env.obs, k, True)
-            env = jax.vmap(self.task.step)(env, action)
-            dist = distance_to_goal(env.obs, spec)
-            success = (dist < spec.success_threshold).astype(jnp.float32)
-            time_at_goal = time_at_goal + success * alive
-            any_success = jnp.maximum(any_success, success * alive)
-            last_success = jnp.where(alive, success, last_success)
-            last_dist = jnp.where(alive, dist, last_dist)
-            alive = alive & (env.terminated < 0.5)
-            return (env, alive, time_at_goal, any_success, last_success, last_dist), None
-
-        carry, _ = jax.lax.scan(body, init, jax.random.split(k_act, spec.episode_length))
-        _, _, time_at_goal, any_success, last_success, last_dist = carry
-        return {
-            "time_at_goal": time_at_goal,
-            "success_any": any_success,
-            "success_at_end": last_success,
-            "final_distance": last_dist,
-        }
+        policy = lambda obs, k: self.algorithm.act(self.algo_config, algo_state, obs, k, True)  # noqa: E731
+        return rollout.evaluate_policy(self.task, policy, key, self.loop.num_eval_envs).metrics()
 
 
 def all_finite(tree) -> jax.Array:
