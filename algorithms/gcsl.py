@@ -1,7 +1,7 @@
 """GCSL and GCBC: online goal-conditioned supervised learning of the actions actually taken.
 
 Both collect online with their own stochastic policy and learn, by maximum likelihood, the action a_t
-taken in s_t for a hindsight goal g reached later in the same episode (TASKS.md Decisions 9). They are
+taken in s_t for a hindsight goal g reached later in the same episode (docs/tasks.md §0.9). They are
 one loss and one module with two registered configs:
 
 - ``gcsl`` (Ghosh et al. 2019, "Learning to Reach Goals via Iterated Supervised Learning"): goals
@@ -9,7 +9,7 @@ one loss and one module with two registered configs:
   Ghosh et al. use a discretised action space; here the policy is the continuous tanh-Gaussian head
   shared by every algorithm, and the policy is not conditioned on the remaining horizon (their
   optional variant).
-- ``gcbc``: the objective of the authors' train_GCSL.py (TASKS.md §7.6): geometric future goals
+- ``gcbc``: the objective of the authors' train_GCSL.py (docs/tasks.md §7.6): geometric future goals
   (gamma = 0.99, as CRL) and -log pi(a_t | s_t, g) plus an entropy bonus alpha * log pi(a~ | s_t, g) on
   fresh samples a~, with alpha tuned towards the target entropy -0.5 |A| as in CRL.
 
@@ -78,7 +78,7 @@ class GCSLConfig:
 
 @dataclasses.dataclass(frozen=True)
 class GCBCConfig(GCSLConfig):
-    """GCBC: :class:`GCSLConfig` with the defaults of the authors' train_GCSL.py (TASKS.md §7.6).
+    """GCBC: :class:`GCSLConfig` with the defaults of the authors' train_GCSL.py (docs/tasks.md §7.6).
 
     Attributes:
       network, policy_lr, alpha_lr, entropy_param: as in :class:`GCSLConfig`.

@@ -2,9 +2,9 @@
 
 Registered twice: ``sac`` learns from the commanded goals only (relabel strategy ``none``) and
 ``sac_her`` relabels with HER (Andrychowicz et al. 2017) through the shared relabeller. Both learn from the
-sparse success reward recomputed after relabelling (TASKS.md Decisions 9), as the relabeller's
+sparse success reward recomputed after relabelling (docs/tasks.md §0.9), as the relabeller's
 ``next_reward``: 1 where s_{t+1} lies within the success radius of the goal. That is the textbook reward
-r(s_t, a_t, g); the reference tests s_t instead (TASKS.md §9.9), which rewards a tuple for where it
+r(s_t, a_t, g); the reference tests s_t instead (docs/tasks.md §9.9), which rewards a tuple for where it
 started rather than for where its action led. With r on s_{t+1} the return of an episode is its time at
 goal, the evaluation metric.
 
@@ -40,7 +40,7 @@ Params = dict
 
 @dataclasses.dataclass(frozen=True)
 class SACConfig:
-    """SAC hyperparameters. The paper gives none for its baselines (TASKS.md §7.6: NOT FOUND); defaults are
+    """SAC hyperparameters. The paper gives none for its baselines (docs/tasks.md §7.6: NOT FOUND); defaults are
     JaxGCRL's SAC (§7.6) where it sets one, else the SAC paper's.
 
     Attributes:

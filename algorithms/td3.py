@@ -18,7 +18,7 @@ One gradient step (:func:`update`) follows the TD3 paper's Algorithm 1:
    actor and target critics move by Polyak averaging towards the online ones.
 
 The target actor is the Polyak average of the online actor, as in the TD3 paper. JaxGCRL's TD3 instead
-blends the online actor's old and new parameters (TASKS.md §7.6 quirk); that is not reproduced.
+blends the online actor's old and new parameters (docs/tasks.md §7.6 quirk); that is not reproduced.
 
 Exploration (:func:`act` with ``deterministic=False``): tanh(mu) + clip(N(0, 0.4^2), -0.5, 0.5), clipped
 to [-1, 1] (JaxGCRL's TD3 defaults, §7.6). Evaluation uses the deterministic tanh(mu).
@@ -45,7 +45,7 @@ Params = dict
 
 @dataclasses.dataclass(frozen=True)
 class TD3Config:
-    """TD3+HER hyperparameters. The paper gives none for its baselines (TASKS.md §7.6: NOT FOUND); defaults
+    """TD3+HER hyperparameters. The paper gives none for its baselines (docs/tasks.md §7.6: NOT FOUND); defaults
     are JaxGCRL's TD3 (§7.6), which match the TD3 paper's except for the discount.
 
     Attributes:

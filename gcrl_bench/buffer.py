@@ -1,4 +1,4 @@
-"""Trajectory replay buffer: a ring of time rows x environments (TASKS.md §7.1).
+"""Trajectory replay buffer: a ring of time rows x environments (docs/tasks.md §7.1).
 
 Rows are stored in a fixed array of ``capacity`` time rows per environment and written at a moving
 insert position (FIFO once full); nothing is copied or rolled on insert. Sampling draws, per window, an

@@ -1,6 +1,6 @@
 """Configuration of the shared online loop, its derived quantities, and the named presets.
 
-The loop is the paper's (TASKS.md §6.2): every *training step* collects ``unroll_length`` steps in each of
+The loop is the paper's (docs/tasks.md §6.2): every *training step* collects ``unroll_length`` steps in each of
 ``num_envs`` environments, inserts them into the trajectory buffer, samples one window of
 ``window_length`` consecutive steps per environment, relabels goals inside each window, shuffles the
 tuples and runs ``updates_per_step`` gradient steps on batches of ``batch_size``. An *epoch* is
@@ -40,7 +40,7 @@ class LoopConfig:
         training step when episodes are short.
       num_eval_envs: parallel evaluation episodes after each epoch (paper: 128).
       reset_mode: ``first``: a training environment restarts from its own first reset after an episode
-        ends (the reference's auto-reset semantics, TASKS.md §1.4); ``fresh``: it samples a new start
+        ends (the reference's auto-reset semantics, docs/tasks.md §1.4); ``fresh``: it samples a new start
         and goal every episode. Evaluation always samples fresh starts and goals.
     """
 
@@ -174,7 +174,7 @@ CONTROL_LOOP: Mapping[str, Any] = dict(
     windows_per_step=256, min_replay_rows=200, max_replay_rows=3000, num_eval_envs=128,
 )
 
-# Total env steps per task for the paper's protocol (TASKS.md §1.6, inferred from the authors' analysis).
+# Total env steps per task for the paper's protocol (docs/tasks.md §1.6, inferred from the authors' analysis).
 PAPER_BUDGETS: dict[str, int] = {
     "humanoid": 100_000_000,
     "ant_big_maze": 100_000_000,

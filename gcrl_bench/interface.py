@@ -197,7 +197,7 @@ class Transition:
       next_state: (B, state_size) s_{t+1} (for TD methods).
       future_state: (B, state_size) the state the goal was taken from.
       reward: (B,) 1.0 where ``||s_t[goal_indices] - g|| < threshold`` else 0.0 (the reference's HER
-        reward, TASKS.md §9.9: it tests the state *before* the action).
+        reward, docs/tasks.md §9.9: it tests the state *before* the action).
       discount: (B,) 0.0 where s_{t+1} is a terminal state, else 1.0.
       next_reward: (B,) 1.0 where ``||s_{t+1}[goal_indices] - g|| < threshold`` else 0.0: the sparse reward
         of the transition (s_t, a_t) -> s_{t+1}, which TD methods bootstrap with (summed over an episode

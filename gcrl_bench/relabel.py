@@ -3,7 +3,7 @@
 Every strategy picks, for each step i of a window, a goal step ``j(i)`` inside the same episode
 (same trajectory id) and at or after i, then reads the goal as ``obs[j(i), goal_indices]``:
 
-- ``geometric`` (CRL, GCBC; TASKS.md §7.2): offset k = j - i >= 1 with P(k) proportional to gamma^k,
+- ``geometric`` (CRL, GCBC; docs/tasks.md §7.2): offset k = j - i >= 1 with P(k) proportional to gamma^k,
   truncated at the last step of i's episode inside the window. Drawn directly by inverting the
   truncated geometric CDF, so the cost is linear in the window length (no T x T weight matrix):
   with M the largest admissible offset and u ~ U(0, 1),
@@ -19,7 +19,7 @@ reference. ``fraction`` < 1 keeps the commanded goal for the other tuples (HER's
 stored goal is fraction = k / (k + 1): k = 4 in Andrychowicz et al. 2017 is 0.8). The window's last step
 is dropped (it has no successor), so a window of T rows yields T - 1 tuples.
 
-``final`` differs from the reference's HER (TASKS.md §7.6), which relabels only the steps whose
+``final`` differs from the reference's HER (docs/tasks.md §7.6), which relabels only the steps whose
 episode's time-limit step lies inside the window and leaves the others with the commanded goal: here
 every step takes the last state of its own episode that the window holds, so no tuple is wasted and no
 goal ever comes from another episode.

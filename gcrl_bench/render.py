@@ -24,8 +24,8 @@ Camera
 ------
 The default view (``overview``) is derived from the scene: the axis-aligned box around every visible geom
 except the floor plane (over every frame of a video), looked at from azimuth 180 degrees, so that a
-maze reads as its layout in TASKS.md (layout rows downwards, columns to the right). Flat scenes (mazes)
-are seen from 60 degrees above the horizon; tall ones (a standing body, an arm) from 25 degrees, across
+maze reads as its layout in docs/tasks.md (§2.8, §4.3, §10: layout rows downwards, columns to the
+right). Flat scenes (mazes) are seen from 60 degrees above the horizon; tall ones (a standing body, an arm) from 25 degrees, across
 the box's longer horizontal side, 35 degrees off square. The distance is the smallest at which the whole box fits the image. ``top`` looks straight down; any camera named in
 the task's model can be used by name.
 

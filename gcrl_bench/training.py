@@ -1,6 +1,6 @@
 """The one online training loop shared by every algorithm, and the evaluator.
 
-Structure (TASKS.md §6.2)::
+Structure (docs/tasks.md §6.2)::
 
     prefill:  collect prefill_steps x unroll_length rows with the initial stochastic policy
     epoch:    lax.scan over training_steps_per_epoch of

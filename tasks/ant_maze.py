@@ -1,6 +1,6 @@
 """The four ant maze tasks: ``ant_u4_maze``, ``ant_u5_maze``, ``ant_big_maze``, ``ant_hardest_maze``.
 
-Facts (model, layouts, reset, observation, termination) follow TASKS.md §2.
+Facts (model, layouts, reset, observation, termination) follow docs/tasks.md §2.
 
 Model
 -----
@@ -189,7 +189,7 @@ def _brax_ant_xml() -> str:
 
 
 def build_mj_model(start_xy: tuple[float, float], walls: Sequence[tuple[int, int]] = ()) -> mujoco.MjModel:
-    """brax's ant with the maze changes of TASKS.md §2.1 and one wall box per cell in ``walls``."""
+    """brax's ant with the maze changes of docs/tasks.md §2.1 and one wall box per cell in ``walls``."""
     spec = mujoco.MjSpec.from_file(_brax_ant_xml())
     spec.compiler.fusestatic = True  # brax merges joint-less bodies into their parent; so do we
 
@@ -253,7 +253,7 @@ Collision = Literal["nearby", "brax"]
 
 
 class AntMaze:
-    """An ant maze task (TASKS.md §2); see the module docstring for the wall contacts.
+    """An ant maze task (docs/tasks.md §2); see the module docstring for the wall contacts.
 
     Args:
       spec: the task's static spec.
@@ -360,7 +360,7 @@ class AntMaze:
 
 
 def observation(physics: SpringState) -> Array:
-    """(31,) TASKS.md §2.4: q without the target joints (15), qd without them (14), target body xy (2)."""
+    """(31,) docs/tasks.md §2.4: q without the target joints (15), qd without them (14), target body xy (2)."""
     return jp.concatenate([physics.q[:-2], physics.qd[:-2], physics.x.pos[-1, :2]])
 
 

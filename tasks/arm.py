@@ -1,7 +1,7 @@
 """The arm tasks: ``arm_push_easy``, ``arm_push_hard``, ``arm_binpick_hard``.
 
 Facts (kinematics, actuators, contact pairs, scene, observation, action, reset, success) follow
-TASKS.md §5; the physics runs on MuJoCo MJX (JAX implementation), as the reference did.
+docs/tasks.md §5; the physics runs on MuJoCo MJX (JAX implementation), as the reference did.
 
 Model (our own, simplified geometry)
 -----------------------------------
@@ -35,8 +35,8 @@ Deviations from the reference, all of which leave the observation, action and su
 - The push tasks' start and goal patches are drawn only (visual model); they never touched anything.
 
 Contact friction: an explicit MuJoCo ``<pair>`` does not read its geoms' friction; unless the pair sets
-its own, it uses (1, 1, 0.005, 1e-4, 1e-4). TASKS.md lists friction only on the geoms (fingers 10, table
-0.2), so here, as in a model with those pairs, every pair has friction 1 and the geom values are kept but
+its own, it uses (1, 1, 0.005, 1e-4, 1e-4). docs/tasks.md §5.1 lists the reference's friction only on the
+geoms (fingers 10, table 0.2), so here, as in a model with those pairs, every pair has friction 1 and the geom values are kept but
 inert. Measured reason not to force the geom values into the pairs: with friction 10 and the pyramidal
 cone, the closing fingers sink through the cube (the solver cannot hold the grasp) and a grasped cube
 falls; with friction 1 it lifts (tests/test_arm.py).
@@ -44,7 +44,7 @@ falls; with friction 1 it lifts (tests/test_arm.py).
 Everything else (the 20-dim observation, the 5-dim action mapping, reset and goal regions, no
 termination, 1000-step episodes, success radius 0.1 m) is the reference's, see :class:`ArmTask`.
 
-Success radius: TASKS.md §5.7 lists three radii the reference logs (``success`` 0.1 m, ``success_easy``
+Success radius: docs/tasks.md §5.7 lists three radii the reference logs (``success`` 0.1 m, ``success_easy``
 0.3 m, ``success_hard`` 0.03 m); the paper's "time at goal" and Table 1 use ``success``, so all three
 tasks use 0.1 m. "easy" and "hard" in the task names are about the start and goal regions, not the
 radius; the other radii are available as :data:`SUCCESS_RADII` for analysis.
@@ -78,14 +78,14 @@ from gcrl_bench.tasks import mjx_step
 Array = jax.Array
 
 PHYSICS_DT = 0.002
-"""Physics step in seconds (TASKS.md §5.3)."""
+"""Physics step in seconds (docs/tasks.md §5.3)."""
 N_FRAMES = 25
 """Physics steps per env step: 0.05 s per env step."""
 EPISODE_LENGTH = 1000
 SUCCESS_RADIUS = 0.1
 """Success radius on the cube's xyz distance to the goal (the reference's ``success`` metric)."""
 SUCCESS_RADII = {"easy": 0.3, "default": SUCCESS_RADIUS, "hard": 0.03}
-"""The three radii the reference logs (TASKS.md §5.7); only ``default`` defines success here."""
+"""The three radii the reference logs (docs/tasks.md §5.7); only ``default`` defines success here."""
 
 TABLE_FRICTION = (0.2, 0.005, 0.0001)
 FINGER_FRICTION = (10.0, 0.005, 0.0001)
@@ -95,7 +95,7 @@ GOAL_Z = 0.03
 FINGER_OPEN = 0.08
 """Upper end of each finger's slide range (m)."""
 
-# Panda joint ranges (rad) and the position servos of TASKS.md §5.1: (gain, kp, kv, force limit).
+# Panda joint ranges (rad) and the position servos of docs/tasks.md §5.1: (gain, kp, kv, force limit).
 JOINT_RANGES = (
     (-2.8973, 2.8973), (-1.7628, 1.7628), (-2.8973, 2.8973), (-3.0718, -0.0698),
     (-2.8973, 2.8973), (-0.0175, 3.7525), (-2.8973, 2.8973),
@@ -109,9 +109,9 @@ FINGER_SERVO = (0.15686, 500.0, 50.0, 500.0)
 FINGER_CTRL = (0.0, 255.0)
 ARMATURE = 0.1
 JOINT_DAMPING = 1.0
-"""Joint armature and damping: not given by TASKS.md; the Panda values commonly used in MuJoCo models."""
+"""Joint armature and damping: not given by the reference (docs/tasks.md §5.1); the Panda values commonly used in MuJoCo models."""
 
-# Action mapping (TASKS.md §5.5): action k drives joint ACTION_JOINTS[k] to mid + a * half-range of
+# Action mapping (docs/tasks.md §5.5): action k drives joint ACTION_JOINTS[k] to mid + a * half-range of
 # ACTION_RANGES[k]; the other joints get fixed controls; a4 > 0 closes the gripper.
 ACTION_JOINTS = (0, 1, 3, 5)
 ACTION_RANGES = ((0.3491, 2.7925), (0.0, 1.48353), (-3.0718, -0.0698), (2.3562, 3.7525))
@@ -143,7 +143,7 @@ FINGER_GAP = 0.001
 
 @dataclasses.dataclass(frozen=True)
 class ArmScene:
-    """Where the cube starts and where goals lie for one task (TASKS.md §5.2, §5.6).
+    """Where the cube starts and where goals lie for one task (docs/tasks.md §5.2, §5.6).
 
     Attributes:
       start_centre: (x, y) centre of the cube's start region.
@@ -295,7 +295,7 @@ def _add_servo(spec, joint, gain, kp, kv, force, ctrlrange):
 
 
 def contact_pairs(scene: ArmScene) -> list[tuple[str, str]]:
-    """The explicit contact pairs (TASKS.md §5.1 minus finger-finger, see the module docstring)."""
+    """The explicit contact pairs (docs/tasks.md §5.1 minus finger-finger, see the module docstring)."""
     gripper = ("hand", "left_finger", "right_finger")
     pairs = [("table", "cube")] + [("cube", g) for g in gripper] + [("table", g) for g in gripper]
     if scene.bins:
@@ -335,7 +335,7 @@ class ArmPhysics:
 
 
 def action_to_ctrl(action: Array) -> Array:
-    """(5,) action in [-1, 1] -> (9,) servo controls (TASKS.md §5.5).
+    """(5,) action in [-1, 1] -> (9,) servo controls (docs/tasks.md §5.5).
 
     Joints 1, 2, 4, 6 get ``mid + a * half-range`` of their action ranges, joints 3 and 5 get 0, joint 7
     gets 1.4487; both fingers get 0 (close) if a4 > 0 else 255 (open).

@@ -1,6 +1,6 @@
 """The humanoid tasks: ``humanoid`` (open floor, radial goals), ``humanoid_u_maze``, ``humanoid_big_maze``.
 
-Facts (model, action scaling, observation, goals, termination, layouts) follow TASKS.md §3 and §4.
+Facts (model, action scaling, observation, goals, termination, layouts) follow docs/tasks.md §3 and §4.
 
 Model
 -----
@@ -14,7 +14,7 @@ per ``#`` cell at (2i, 2j, 0.5).
 
 Physics step: 0.0015 s x 10 substeps = **0.015 s per env step for all three tasks**. This is the step the
 reference intended and the one brax >= 0.10.4 and JaxGCRL run; the paper's own stack ran plain ``humanoid``
-at 0.003 s x 10 = 0.03 s because brax 0.10.1's spring pipeline ignored the timestep it set (TASKS.md §9.1).
+at 0.003 s x 10 = 0.03 s because brax 0.10.1's spring pipeline ignored the timestep it set (docs/tasks.md §9.1).
 
 Action a in [-1, 1]^17 drives the motors with ctrl = 0.4 a (the ctrlrange [-0.4, 0.4] spanned linearly), so
 torques reach 140 N m for abdomen and legs and 40 N m for the arms.
@@ -38,7 +38,7 @@ Parity tests (tests/test_humanoid.py): with no wall touched the maze step equals
 ``brax.spring.pipeline.step``; the closed-form contacts match ``mjx.collision`` on sample poses against a
 model that has the wall boxes.
 
-Observation (271 values, TASKS.md §3.4): q (26, the target slide joints included), qd (25), per-link
+Observation (271 values, docs/tasks.md §3.4): q (26, the target slide joints included), qd (25), per-link
 inertia about the whole-body centre of mass (12 links x (3x3 + mass) = 120; under spring the link inertia
 is the identity), per-link centre-of-mass velocity (12 x (mass-weighted linear / total mass, angular) = 72),
 actuator generalized forces of the current control (25), then the commanded goal (gx, gy, 1.25).
@@ -125,7 +125,7 @@ def build_mj_model(
     floor_half_size: float = 20.0,
     target_range: float = 20.0,
 ) -> mujoco.MjModel:
-    """brax's humanoid with the changes of TASKS.md §3.1, the torso over ``start_xy`` and one wall box per
+    """brax's humanoid with the changes of docs/tasks.md §3.1, the torso over ``start_xy`` and one wall box per
     cell in ``walls`` (the physics model has none; the visual model has them all)."""
     spec = mujoco.MjSpec.from_file(_brax_humanoid_xml())
     spec.compiler.fusestatic = True  # brax merges joint-less bodies (the feet) into their parent; so do we
@@ -164,7 +164,7 @@ def build_system(mj_model: mujoco.MjModel) -> System:
 
 
 def observation(sys: System, physics: SpringState, ctrl: Array, goal_xy: Array) -> Array:
-    """(271,) TASKS.md §3.4: q, qd, inertia and velocity of every link about the centre of mass, actuator
+    """(271,) docs/tasks.md §3.4: q, qd, inertia and velocity of every link about the centre of mass, actuator
     forces of ``ctrl``, commanded goal (``goal_xy``, GOAL_Z)."""
     inertia = sys.link.inertia
     mass = inertia.mass ** (1 - sys.spring_mass_scale)  # (L,)
@@ -197,7 +197,7 @@ Collision = Literal["nearby", "brax"]
 
 
 class Humanoid:
-    """A humanoid task (TASKS.md §3, §4); see the module docstring.
+    """A humanoid task (docs/tasks.md §3, §4); see the module docstring.
 
     Args:
       spec: the task's static spec.

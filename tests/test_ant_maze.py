@@ -1,4 +1,4 @@
-"""Ant maze tasks: layouts against TASKS.md §2.8, the task contract, parity with brax, walls that hold."""
+"""Ant maze tasks: layouts against docs/tasks.md §2.8, the task contract, parity with brax, walls that hold."""
 
 import jax
 import jax.numpy as jp

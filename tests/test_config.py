@@ -13,7 +13,7 @@ ANT = TaskSpec(name="ant_like", state_size=29, goal_size=2, goal_indices=(0, 1),
 
 
 def test_paper_arithmetic_matches_the_reference():
-    # TASKS.md §6.2: 17 prefill steps of 512 x 62, 31 training steps per epoch for 100M / 100 epochs
+    # docs/tasks.md §6.2: 17 prefill steps of 512 x 62, 31 training steps per epoch for 100M / 100 epochs
     plan = derive_plan(get_preset("paper").loop_for("ant_big_maze"), ANT)
     assert plan.prefill_steps == 17
     assert plan.prefill_env_steps == 17 * 31_744 == 539_648

@@ -1,4 +1,4 @@
-"""Humanoid tasks: spec and model against TASKS.md §3-§4, reset/observation, falls, walls that hold, parity
+"""Humanoid tasks: spec and model against docs/tasks.md §3-§4, reset/observation, falls, walls that hold, parity
 with brax's spring step and with mjx.collision."""
 
 import types
