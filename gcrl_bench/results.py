@@ -2,8 +2,8 @@
 
 Layout (format version :data:`FORMAT_VERSION`)::
 
-    DIR/scores.csv                  algo,task,depth,width,seed,env_steps,metric,value (every evaluation's
-                                    metrics, and each complete run's final ``score``)
+    DIR/scores.csv                  algo,task,depth,width,batch_size,seed,env_steps,metric,value (every
+                                    evaluation's metrics, and each complete run's final ``score``)
     DIR/runs/<run_id>/config.json   the run's configuration, package versions, code version, hardware
     DIR/runs/<run_id>/metrics.jsonl one JSON object per evaluation (env_steps, eval/..., train/...)
     DIR/runs/<run_id>/summary.json  written last, only when the run completed: its presence marks completion
@@ -47,8 +47,11 @@ if TYPE_CHECKING:
     import pandas as pd
 
 FORMAT_VERSION = 1
-SCORE_COLUMNS = ("algo", "task", "depth", "width", "seed", "env_steps", "metric", "value")
-RUN_KEY = ("algo", "task", "depth", "width", "seed")  # identifies a run in scores.csv
+SCORE_COLUMNS = ("algo", "task", "depth", "width", "batch_size", "seed", "env_steps", "metric", "value")
+RUN_KEY = ("algo", "task", "depth", "width", "batch_size", "seed")  # identifies a run in scores.csv
+# scores.csv as written before batch_size joined the run key; read with each run's batch size from its config.json
+LEGACY_SCORE_COLUMNS = tuple(c for c in SCORE_COLUMNS if c != "batch_size")
+INTEGER_COLUMNS = ("depth", "width", "batch_size", "seed", "env_steps")
 EVAL_METRICS = ("time_at_goal", "success_any", "success_at_end", "final_distance")  # metrics.jsonl: "eval/<name>"
 SCORE_METRIC = "score"  # scores.csv metric of a complete run's final score
 SUCCESS_METRICS = ("success_any", "success_at_end")
@@ -64,7 +67,7 @@ CONFIG_FIELDS: dict[str, type | tuple[type, ...]] = {
     "preset": str,
     "env_steps_planned": int,
     "episode_length": int,
-}  # the fields of config.json every reader relies on, with their JSON types
+}  # the fields of config.json every reader relies on, with their JSON types; batch_size: see config_batch_size
 
 
 # ------------------------------------------------------------------------------------------ paths
@@ -279,12 +282,33 @@ def check_config_fields(config: dict, path: Path) -> None:
         raise ResultsError(f"{path}: episode_length is {config['episode_length']}, expected a positive integer")
 
 
+def config_batch_size(config: dict, path: Path) -> int:
+    """The batch size of the run whose config.json (read from ``path``) is ``config``: its ``batch_size``
+    field, or, in a config.json written before that field was recorded, ``loop_config.batch_size``."""
+    value = config.get("batch_size")
+    if value is None:
+        loop = config.get("loop_config")
+        value = loop.get("batch_size") if isinstance(loop, dict) else None
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise ResultsError(
+            f"{path}: batch size is {value!r} (neither 'batch_size' nor 'loop_config.batch_size' holds a positive "
+            "integer); the file is corrupt: rerun the run or move it out of the results directory"
+        )
+    return value
+
+
+def run_key(config: dict, path: Path) -> tuple:
+    """The :data:`RUN_KEY` values of the run whose config.json (read from ``path``) is ``config``."""
+    return tuple(config_batch_size(config, path) if k == "batch_size" else config[k] for k in RUN_KEY)
+
+
 def read_config(path: Path) -> dict:
-    """A run's config.json, with its format version and its :data:`CONFIG_FIELDS` checked."""
+    """A run's config.json, with its format version and its :data:`CONFIG_FIELDS` checked, and its
+    ``batch_size`` field filled in from ``loop_config`` when the file predates it (see :func:`config_batch_size`)."""
     config = read_json(path)
     check_format_version(config, path)
     check_config_fields(config, path)
-    return config
+    return {**config, "batch_size": config_batch_size(config, path)}
 
 
 def read_metrics(path: Path) -> list[dict]:
@@ -363,6 +387,7 @@ def validate_directory(out: Path) -> int:
                 raise ResultsError(f"{run.summary} lacks 'score' or 'env_steps'; delete {run.path} and rerun to redo it")
         read_metrics(run.metrics)
         check_config_fields(config, run.config)
+        config_batch_size(config, run.config)
         count += 1
     return count
 
@@ -373,7 +398,7 @@ def write_scores_csv(out: Path) -> Path:
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(SCORE_COLUMNS)
     for run, cfg in iter_runs(out):
-        key = tuple(cfg[k] for k in RUN_KEY)
+        key = tuple(cfg[k] for k in RUN_KEY)  # read_config filled in batch_size
         metrics = read_metrics(run.metrics)
         for m in metrics:
             for name in EVAL_METRICS:
@@ -388,9 +413,12 @@ def write_scores_csv(out: Path) -> Path:
 
 
 def read_scores(path: Path) -> "pd.DataFrame":
-    """scores.csv as a DataFrame with :data:`SCORE_COLUMNS` (depth, width, seed, env_steps int64; value
-    float, an empty or "nan" value an explicit NaN), checked: every integer column holds integers, every
-    value is a number, no two rows share (run key, env_steps, metric) and no run has two ``score`` rows."""
+    """scores.csv as a DataFrame with :data:`SCORE_COLUMNS` (depth, width, batch_size, seed, env_steps int64;
+    value float, an empty or "nan" value an explicit NaN), checked: every integer column holds integers,
+    every value is a number, no two rows share (run key, env_steps, metric) and no run has two ``score`` rows.
+
+    A scores.csv with :data:`LEGACY_SCORE_COLUMNS` (written before batch_size joined the run key) is read
+    with each row's batch_size taken from the config.json of its run in ``path``'s directory."""
     import numpy as np
     import pandas as pd
 
@@ -402,12 +430,14 @@ def read_scores(path: Path) -> "pd.DataFrame":
         raise ResultsError(f"cannot read {path}: {error.strerror}; check the file's permissions") from error
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as error:
         raise ResultsError(f"{path} is not a readable CSV ({str(error).splitlines()[0]}); restore or regenerate it") from error
+    if tuple(table.columns) == LEGACY_SCORE_COLUMNS:
+        table.insert(SCORE_COLUMNS.index("batch_size"), "batch_size", _legacy_batch_sizes(path, table))
     if tuple(table.columns) != SCORE_COLUMNS:
         raise ResultsError(
             f"{path} has columns {','.join(map(str, table.columns))}, expected {','.join(SCORE_COLUMNS)}; "
             "it was not written by this version of gcrl-bench"
         )
-    for column in ("depth", "width", "seed", "env_steps"):
+    for column in INTEGER_COLUMNS:
         numbers = pd.to_numeric(table[column], errors="coerce")
         if numbers.isna().any() or (numbers != np.round(numbers)).any():
             row = int(np.flatnonzero(numbers.isna() | (numbers != np.round(numbers)))[0]) + 2
@@ -426,7 +456,7 @@ def read_scores(path: Path) -> "pd.DataFrame":
         key = ", ".join(f"{k}={row[k]}" for k in RUN_KEY)
         raise ResultsError(
             f"{path} holds two rows for ({key}) metric {row['metric']!r} at env_steps {row['env_steps']}: "
-            "two runs share algo/task/depth/width/seed; move one of them to another results directory"
+            "two runs share algo/task/depth/width/batch_size/seed; move one of them to another results directory"
         )
     score_rows = table[table["metric"] == SCORE_METRIC]
     duplicated = score_rows.duplicated(subset=list(RUN_KEY))
@@ -440,7 +470,19 @@ def read_scores(path: Path) -> "pd.DataFrame":
     return table
 
 
-DATAFRAME_COLUMNS = ("run_id", "algo", "task", "depth", "width", "seed", "env_steps", "metric", "value", "status")
+def _legacy_batch_sizes(path: Path, table: "pd.DataFrame") -> list:
+    """The batch size of each row of a scores.csv without a batch_size column, from the config.json of the
+    run in ``path``'s directory with the row's (algo, task, depth, width, seed); "" (reported as corrupt
+    by the integer check) for a row no run folder matches."""
+    old_key = [k for k in RUN_KEY if k != "batch_size"]
+    sizes: dict[tuple, int] = {}
+    for run, config in iter_runs(path.parent):
+        sizes[tuple(str(config[k]) for k in old_key)] = config["batch_size"]
+    return [sizes.get(key, "") for key in zip(*(table[k].astype(str) for k in old_key))]
+
+
+DATAFRAME_COLUMNS = ("run_id", "algo", "task", "depth", "width", "batch_size", "seed", "env_steps", "metric", "value",
+                     "status")
 
 
 def load_dataframe(directory: str | Path, include_train: bool = False) -> "pd.DataFrame":
@@ -457,10 +499,10 @@ def load_dataframe(directory: str | Path, include_train: bool = False) -> "pd.Da
 
     Returns:
       one row per run x evaluation x metric, with columns :data:`DATAFRAME_COLUMNS`: run_id, algo, task,
-      depth, width, seed (from config.json), env_steps (environment steps at that evaluation), metric
+      depth, width, batch_size, seed (from config.json), env_steps (environment steps at that evaluation), metric
       (an :data:`EVAL_METRICS` name such as ``time_at_goal``, as in scores.csv, or a ``train/...`` name),
       value (float; NaN stays NaN), status (``complete``, ``failed`` or ``incomplete``, see
-      :class:`RunStatus`). depth, width, seed and env_steps are int64. Rows come in the order of the run
+      :class:`RunStatus`). depth, width, batch_size, seed and env_steps are int64. Rows come in the order of the run
       folders (by run id), then of their evaluations, then of :data:`EVAL_METRICS` followed by the train
       metrics sorted by name. A complete run's score is the mean of its last :data:`SCORE_WINDOW`
       ``time_at_goal`` values.
@@ -486,7 +528,7 @@ def load_dataframe(directory: str | Path, include_train: bool = False) -> "pd.Da
                 if source in row:
                     records.append((*head, int(row["env_steps"]), name, float(row[source]), status))
     table = pd.DataFrame.from_records(records, columns=list(DATAFRAME_COLUMNS))
-    for column in ("depth", "width", "seed", "env_steps"):
+    for column in INTEGER_COLUMNS:
         table[column] = table[column].astype(np.int64)
     table["value"] = table["value"].astype(float)
     return table

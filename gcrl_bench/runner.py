@@ -142,6 +142,7 @@ def _config_record(run: RunSpec, plan, spec, devices: int) -> dict:
         "run_id": run.run_id,
         "depth": n.depth,
         "width": n.width,
+        "batch_size": run.loop.batch_size,
         "preset": run.preset,
         "env_steps_planned": plan.total_env_steps,
         "episode_length": spec.episode_length,

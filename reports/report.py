@@ -457,7 +457,7 @@ def _not_included_table(results: Results) -> pd.DataFrame:
 
     return pd.DataFrame({
         "Run": rows["run_id"],
-        **{name.capitalize(): [text(v) for v in rows[name]] for name in RUN_KEY},
+        **{name.replace("_", " ").capitalize(): [text(v) for v in rows[name]] for name in RUN_KEY},
         "Last evaluation (env steps)": [text(v, number=True) for v in rows["last_env_steps"]],
         "Planned env steps": [text(v, number=True) for v in rows["env_steps_planned"]],
         "Reason": rows["reason"],

@@ -3,7 +3,7 @@
 The files and their format are those of :mod:`gcrl_bench.results` (which also reads and checks them);
 this module assembles the report's tables from them. The numbers come from scores.csv; runs/ says which
 runs exist, which are complete, and how they were configured. A run is identified in scores.csv by
-(algo, task, depth, width, seed). Runs with a failure.json or without a complete summary are listed as
+(algo, task, depth, width, batch_size, seed). Runs with a failure.json or without a complete summary are listed as
 not included and their rows are left out.
 Anything unreadable raises `ResultsError` naming the file and what to do.
 """
@@ -29,7 +29,7 @@ class Results:
 
     Attributes:
         directory: the results directory.
-        runs: one row per complete, included run: run_id, algo, task, depth, width, seed, preset,
+        runs: one row per complete, included run: run_id, algo, task, depth, width, batch_size, seed, preset,
             env_steps_planned, env_steps (final), episode_length, score (time at goal, mean of the
             last 5 evaluations, from scores.csv), score_normalized (score / episode_length),
             success_any_last5 and success_at_end_last5 (means of the last 5 evaluations; NaN if not
@@ -37,7 +37,7 @@ class Results:
             `network_param_count`).
         evaluations: scores.csv rows of the included runs for the per-evaluation metrics
             (columns as in scores.csv).
-        not_included: one row per run left out: run_id, algo, task, depth, width, seed,
+        not_included: one row per run left out: run_id, algo, task, depth, width, batch_size, seed,
             last_env_steps (NaN if it never evaluated), env_steps_planned, reason; fields a run
             does not state (no config.json yet) are None.
         configs: the parsed config.json of every included run, keyed by run_id.
@@ -69,7 +69,9 @@ def network_param_count(run_dir: Path) -> float:
             return sum(size(value) for value in tree.values())
         return int(np.size(tree))
 
-    return float(sum(size(value) for name, value in state.items() if str(name).endswith("params")))
+    from gcrl_bench.planner import params_entries
+
+    return float(sum(size(value) for value in params_entries(state).values()))
 
 
 def _last_evaluations_mean(scores: pd.DataFrame, key: tuple, metric: str) -> float:
@@ -170,7 +172,7 @@ def load_results(directory: str | Path) -> Results:
     not_included = pd.DataFrame(skipped, columns=[*RUN_KEY, "run_id", "env_steps_planned", "reason"], dtype=object)
     last_steps = scores.groupby(list(RUN_KEY))["env_steps"].max()
     not_included.insert(
-        6, "last_env_steps",
+        len(RUN_KEY) + 1, "last_env_steps",
         [float(last_steps.get(tuple(row[k] for k in RUN_KEY), np.nan)) for _, row in not_included.iterrows()],
     )
     not_included = not_included.sort_values("run_id", ignore_index=True)

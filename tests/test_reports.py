@@ -39,7 +39,7 @@ def _config(run_id: str, task: str, depth: int, seed: int) -> dict:
     return {
         "format_version": 1, "run_id": run_id, "algo": "crl", "task": task, "depth": depth, "width": 256,
         "seed": seed, "preset": "tiny", "env_steps_planned": EVAL_STEPS[-1], "episode_length": EPISODE_LENGTH,
-        "algo_config": {"logsumexp_penalty": 0.1}, "loop_config": {"num_envs": 8},
+        "algo_config": {"logsumexp_penalty": 0.1}, "loop_config": {"num_envs": 8, "batch_size": 256},
         "versions": {"gcrl_bench": "0.1.0", "jax": "0.10.0"}, "code_version": "abc1234",
         "hardware": {"platform": "cpu", "device": "TFRT_CPU_0", "cpu_count": 2},
     }

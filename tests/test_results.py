@@ -20,7 +20,8 @@ from gcrl_bench.runspec import RunSpec
 
 def _config(run_id: str, seed: int, **changes) -> dict:
     return {"format_version": 1, "run_id": run_id, "algo": "crl", "task": "point_u_maze", "depth": 4, "width": 16,
-            "seed": seed, "preset": "smoke", "env_steps_planned": 200, "episode_length": 100, **changes}
+            "seed": seed, "batch_size": 256, "preset": "smoke", "env_steps_planned": 200, "episode_length": 100,
+            **changes}
 
 
 def _row(epoch: int, env_steps: int, time_at_goal: float, loss: float) -> dict:
@@ -56,13 +57,13 @@ def directory(tmp_path) -> Path:
 
 def test_load_dataframe_has_one_row_per_run_evaluation_and_metric(directory):
     table = results.load_dataframe(directory)
-    assert list(table.columns) == ["run_id", "algo", "task", "depth", "width", "seed", "env_steps", "metric",
-                                   "value", "status"]
+    assert list(table.columns) == ["run_id", "algo", "task", "depth", "width", "batch_size", "seed", "env_steps",
+                                   "metric", "value", "status"]
     # 4 evaluations (a: 2, b: 1, c: 1) x 4 evaluation metrics; d has no config.json and is left out
     assert len(table) == 16
     assert list(table["run_id"].drop_duplicates()) == ["a", "b", "c"]
     assert dict(table.groupby("run_id")["status"].first()) == {"a": "complete", "b": "failed", "c": "incomplete"}
-    for column in ("depth", "width", "seed", "env_steps"):
+    for column in ("depth", "width", "batch_size", "seed", "env_steps"):
         assert table[column].dtype == np.int64
     assert table["value"].dtype == float
     tag = table[table["metric"] == "time_at_goal"]
@@ -133,12 +134,12 @@ def test_run_status(directory):
 
 def test_read_scores_keeps_nan_and_rejects_text(tmp_path):
     path = tmp_path / "scores.csv"
-    path.write_text("algo,task,depth,width,seed,env_steps,metric,value\n"
-                    "crl,t,4,16,0,100,time_at_goal,12.5\ncrl,t,4,16,0,200,time_at_goal,\n")
+    path.write_text("algo,task,depth,width,batch_size,seed,env_steps,metric,value\n"
+                    "crl,t,4,16,256,0,100,time_at_goal,12.5\ncrl,t,4,16,256,0,200,time_at_goal,\n")
     table = results.read_scores(path)
     assert table["env_steps"].tolist() == [100, 200] and table["value"].iloc[0] == 12.5
     assert math.isnan(table["value"].iloc[1])
-    path.write_text(path.read_text() + "crl,t,4,16,0,300,time_at_goal,oops\n")
+    path.write_text(path.read_text() + "crl,t,4,16,256,0,300,time_at_goal,oops\n")
     with pytest.raises(ResultsError, match="line 4: value 'oops' is not a number"):
         results.read_scores(path)
 
@@ -234,3 +235,54 @@ def test_a_run_reports_each_recorded_row_and_a_typed_outcome(tmp_path):
         run.run_id, "failed", "ValueError: tracker offline", rows[-1]["env_steps"], rows[-1]["wall_time_s"])
     assert record["error"] == failed.error and math.isnan(failed.score) and math.isnan(failed.compile_time_s)
     assert record["evaluations"] == 2 and not folder.summary.exists()
+
+
+def _write_batch_run(out: Path, run_id: str, batch_size: int, tags: list[float], legacy: bool = False) -> None:
+    """A complete run of seed 0 whose config differs from the others' only in its batch size; ``legacy``: its
+    config.json records the batch size only under loop_config, as before the batch_size field existed."""
+    folder = out / "runs" / run_id
+    folder.mkdir(parents=True)
+    config = _config(run_id, 0, loop_config={"batch_size": batch_size, "num_envs": 8})
+    if legacy:
+        del config["batch_size"]
+    else:
+        config["batch_size"] = batch_size
+    (folder / "config.json").write_text(json.dumps(config))
+    rows = [_row(i + 1, 100 * (i + 1), tag, 0.5) for i, tag in enumerate(tags)]
+    (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    score = sum(tags) / len(tags)
+    (folder / "summary.json").write_text(json.dumps({"status": "complete", "score": score, "env_steps": 100 * len(tags)}))
+
+
+def test_runs_differing_only_in_batch_size_are_two_runs(tmp_path):
+    from reports.results import load_results
+
+    out = tmp_path / "res"
+    _write_batch_run(out, "x", 512, [10.0, 30.0])
+    _write_batch_run(out, "y", 256, [2.0, 4.0])
+    results.write_scores_csv(out)
+    assert (out / "scores.csv").read_text().splitlines()[0] == "algo,task,depth,width,batch_size,seed,env_steps,metric,value"
+    table = results.read_scores(out / "scores.csv")
+    score = table[table["metric"] == results.SCORE_METRIC]
+    assert score[["batch_size", "value"]].values.tolist() == [[512, 20.0], [256, 3.0]]
+    loaded = load_results(out)
+    assert loaded.runs[["run_id", "batch_size", "score"]].values.tolist() == [["y", 256, 3.0], ["x", 512, 20.0]]
+    assert loaded.runs["success_any_last5"].tolist() == [0.5, 0.5]
+    assert sorted(set(results.load_dataframe(out)["batch_size"])) == [256, 512]
+
+
+def test_legacy_directory_reads_batch_size_from_loop_config(tmp_path):
+    out = tmp_path / "res"
+    _write_batch_run(out, "x", 512, [10.0, 30.0], legacy=True)
+    (out / "scores.csv").write_text("algo,task,depth,width,seed,env_steps,metric,value\n"
+                                    "crl,point_u_maze,4,16,0,100,time_at_goal,10.0\n"
+                                    "crl,point_u_maze,4,16,0,200,score,20.0\n")
+    table = results.read_scores(out / "scores.csv")
+    assert list(table.columns) == list(results.SCORE_COLUMNS)
+    assert table["batch_size"].tolist() == [512, 512] and table["value"].tolist() == [10.0, 20.0]
+    assert results.validate_directory(out) == 1
+    assert results.read_config(out / "runs" / "x" / "config.json")["batch_size"] == 512
+    # a legacy row that no run folder matches cannot be given a batch size
+    (out / "scores.csv").write_text((out / "scores.csv").read_text() + "crl,point_u_maze,4,16,9,100,time_at_goal,1.0\n")
+    with pytest.raises(ResultsError, match="line 4: column 'batch_size' must be an integer"):
+        results.read_scores(out / "scores.csv")
