@@ -206,6 +206,9 @@ def cli():
 @click.option("--slurm-constraint", default="", help="SLURM node constraint.")
 @click.option("--slurm-cluster", type=click.Choice(["slurm", "local"]), default="slurm", show_default=True,
               help="submitit backend: 'local' runs the same jobs as local processes (testing without SLURM).")
+@click.option("--dry-run", is_flag=True,
+              help="Print each run's parameters per network, FLOPs per gradient step, memory estimate and planned "
+                   "steps (one row per run, then totals) and exit without compiling or writing anything.")
 @click.option("--config", "config_file", default=None, type=click.Path(dir_okay=False),
               help="A sweep file (TOML) with these options' names as keys and a [set] table of overrides; flags given "
                    "on the command line win, and its [set] entries come before --set's.")
@@ -238,7 +241,7 @@ def _sweep_params(ctx: click.Context) -> dict[str, object]:
 def _run_sweep(algos, tasks, depths, widths, seeds, preset, env_steps, epochs, out, residual, layer_norm, activation, sets, report,
         checkpoint_every, checkpoint_buffer_limit_mb, devices, executor, workers, ray_address, cpus_per_run,
         gpus_per_run, slurm_partition, slurm_time_min, slurm_mem_gb, slurm_account, slurm_qos, slurm_constraint,
-        slurm_cluster, logger):
+        slurm_cluster, logger, dry_run=False):
     """The body of ``run`` once the sweep file and the flags are merged (``sets``: the overrides)."""
     from gcrl_bench import registry, results
     from gcrl_bench.checkpoint import CheckpointConfig
@@ -300,7 +303,8 @@ def _run_sweep(algos, tasks, depths, widths, seeds, preset, env_steps, epochs, o
                                         loop=loop, preset=preset))
 
     out_path = Path(out)
-    results.ensure_writable(out_path)
+    if not dry_run:
+        results.ensure_writable(out_path)
     results.validate_directory(out_path)
     todo = [r for r in grid if not results.RunDir(out_path / "runs" / r.run_id).is_complete()]
     total_steps = sum(derive_plan(r.loop, specs[r.task]).total_env_steps for r in todo)
@@ -313,6 +317,18 @@ def _run_sweep(algos, tasks, depths, widths, seeds, preset, env_steps, epochs, o
         click.echo(f"  {r.run_id}: {p.total_env_steps:,} env steps, {r.loop.num_epochs} evaluations")
     click.echo(f"total: {total_steps:,} env steps to run")
 
+    from gcrl_bench import planner
+
+    # Shapes only (jax.eval_shape): refuses a run that cannot fit before anything compiles, for every executor.
+    plans = planner.plan_runs(todo, options.devices)
+    device_bytes = planner.device_memory_bytes()
+    if dry_run:
+        for line in planner.table_lines(plans, device_bytes):
+            click.echo(line)
+    for p in plans:
+        planner.check_fits(p, device_bytes)
+    if dry_run:
+        return
     _enable_compilation_cache()
     from gcrl_bench.executors import run_all
 
