@@ -197,7 +197,7 @@ def test_config_defaults_are_the_papers():
 @pytest.mark.parametrize(
     "field, build", [("repr_dim", lambda: crl.CRLConfig(repr_dim=0)), ("policy_lr", lambda: crl.CRLConfig(policy_lr=0.0)),
                      ("gamma", lambda: crl.CRLConfig(relabel=RelabelConfig("geometric", 1.0))),
-                     ("energy", lambda: crl.CRLConfig(energy="dot")),
+                     ("energy", lambda: crl.CRLConfig(energy="l1")),
                      ("contrastive_loss", lambda: crl.CRLConfig(contrastive_loss="nce"))]
 )
 def test_bad_config_values_are_config_errors(field, build):
