@@ -46,6 +46,17 @@ def _csv(kind: str, value: str | None, cast=str) -> list:
     return out
 
 
+# --depths ladder: the depth-calibration ladder, each depth four times the previous one.
+DEPTH_LADDER = (4, 16, 64, 256, 1024)
+
+
+def _depths(value: str) -> list[int]:
+    """The depths of ``--depths``: ``ladder`` (:data:`DEPTH_LADDER`) or a comma-separated list of integers."""
+    if value.strip() == "ladder":
+        return list(DEPTH_LADDER)
+    return _csv("depths", value, int)
+
+
 # Network fields are a sweep axis (part of every run id) set by their own flags, never by --set.
 _NETWORK_FLAGS = {
     "network": "the networks are set by --depths, --widths, --residual/--no-residual, --layer-norm/--no-layer-norm "
@@ -72,7 +83,7 @@ def _parse_sets(items: tuple[str, ...]) -> list[Override]:
 
 
 # Flags given as lists: a TOML array or a comma-separated string; the element type of the array.
-_LIST_FLAGS = {"algos": str, "tasks": str, "depths": int, "widths": int, "seeds": int}
+_LIST_FLAGS = {"algos": str, "tasks": str, "depths": int, "widths": int, "batch_sizes": int, "seeds": int}
 
 
 def _flag_name(param: click.Parameter) -> str:
@@ -165,8 +176,13 @@ def cli():
 @cli.command()
 @click.option("--algos", default="crl", show_default=True, help="Comma-separated algorithms (see `gcrl-bench list algos`).")
 @click.option("--tasks", default=None, help="Comma-separated tasks; default: all ten benchmark tasks.")
-@click.option("--depths", default="4", show_default=True, help="Network depths (positive multiples of 4), e.g. 4,16,64.")
+@click.option("--depths", default="4", show_default=True,
+              help="Network depths (positive multiples of 4), e.g. 4,16,64, or 'ladder': 4,16,64,256,1024 "
+                   "(also in a sweep file: depths = \"ladder\").")
 @click.option("--widths", default="256", show_default=True, help="Network widths.")
+@click.option("--batch-sizes", default=None,
+              help="Batch sizes, a sweep axis, e.g. 256,512,1024 (default: the preset's batch_size, or --set "
+                   "batch_size's; not together with --set batch_size).")
 @click.option("--seeds", default="0", show_default=True, help="Seeds, e.g. 0,1,2.")
 @click.option("--preset", default="paper", show_default=True, help="Loop preset (see `gcrl-bench list presets`).")
 @click.option("--env-steps", type=int, default=None, help="Override the preset's total env steps per run.")
@@ -214,8 +230,8 @@ def cli():
                    "on the command line win, and its [set] entries come before --set's.")
 @click.pass_context
 def run(ctx, config_file, **params):
-    """Train every combination of algorithms x tasks x depths x widths x seeds; skip completed runs, resume
-    interrupted ones from their last checkpoint."""
+    """Train every combination of algorithms x tasks x depths x widths x batch sizes x seeds; skip completed
+    runs, resume interrupted ones from their last checkpoint."""
     _run_sweep(**_sweep_params(ctx))
 
 
@@ -241,7 +257,7 @@ def _sweep_params(ctx: click.Context) -> dict[str, object]:
 def _run_sweep(algos, tasks, depths, widths, seeds, preset, env_steps, epochs, out, residual, layer_norm, activation, sets, report,
         checkpoint_every, checkpoint_buffer_limit_mb, devices, executor, workers, ray_address, cpus_per_run,
         gpus_per_run, slurm_partition, slurm_time_min, slurm_mem_gb, slurm_account, slurm_qos, slurm_constraint,
-        slurm_cluster, logger, dry_run=False):
+        slurm_cluster, logger, dry_run=False, batch_sizes=None):
     """The body of ``run`` once the sweep file and the flags are merged (``sets``: the overrides)."""
     from gcrl_bench import registry, results
     from gcrl_bench.checkpoint import CheckpointConfig
@@ -255,7 +271,8 @@ def _run_sweep(algos, tasks, depths, widths, seeds, preset, env_steps, epochs, o
 
     algo_names = _csv("algos", algos)
     task_names = _csv("tasks", tasks) if tasks is not None else registry.benchmark_task_names()
-    depth_list, width_list, seed_list = _csv("depths", depths, int), _csv("widths", widths, int), _csv("seeds", seeds, int)
+    depth_list, width_list, seed_list = _depths(depths), _csv("widths", widths, int), _csv("seeds", seeds, int)
+    batch_list = _csv("batch-sizes", batch_sizes, int)  # [] (not given): the loop config's batch size
     preset_obj = get_preset(preset)
     for name in algo_names:
         registry.get_algorithm(name)
@@ -281,6 +298,9 @@ def _run_sweep(algos, tasks, depths, widths, seeds, preset, env_steps, epochs, o
         sets, {**{name: a.config_cls for name, a in algorithms.items()}, "loop": LoopConfig},
         other_scopes=registry.algorithm_entries(), refused=_NETWORK_FLAGS,
     )
+    if batch_list and "batch_size" in changes["loop"]:
+        raise ConfigError(f"--batch-sizes {batch_sizes} and --set batch_size={changes['loop']['batch_size']} both set the "
+                          "batch size; keep one (--batch-sizes is the sweep axis)")
 
     grid: list[RunSpec] = []
     for algo_name, algorithm in algorithms.items():
@@ -291,16 +311,24 @@ def _run_sweep(algos, tasks, depths, widths, seeds, preset, env_steps, epochs, o
             if epochs is not None:
                 loop = dataclasses.replace(loop, num_epochs=epochs)
             loop = apply_overrides(loop, changes["loop"], "the loop config")
+            loops = [dataclasses.replace(loop, batch_size=b) for b in batch_list] or [loop]
             for net in networks:
                 algo_config = apply_overrides(algorithm.config_cls(network=net), changes[algo_name], f"algorithm {algo_name}")
-                derive_plan(loop, specs[task_name])  # raises a clear error before anything runs
-                for name in ("num_envs", "batch_size"):
-                    if options.devices > 1 and getattr(loop, name) % options.devices:
-                        raise ConfigError(f"--devices {options.devices}: {name} ({getattr(loop, name)}) must be divisible "
-                                          f"by the number of devices; use --set {name}=<multiple of {options.devices}>")
-                for seed in seed_list:
-                    grid.append(RunSpec(algo=algo_name, task=task_name, seed=seed, algo_config=algo_config,
-                                        loop=loop, preset=preset))
+                for run_loop in loops:
+                    b = run_loop.batch_size
+                    try:
+                        derive_plan(run_loop, specs[task_name])  # raises a clear error before anything runs
+                    except ConfigError as exc:
+                        raise ConfigError(f"run {algo_name} {task_name} d{net.depth} w{net.width} batch_size {b}: "
+                                          f"{exc}") from None
+                    for name in ("num_envs", "batch_size"):
+                        if options.devices > 1 and getattr(run_loop, name) % options.devices:
+                            raise ConfigError(f"--devices {options.devices}: {name} ({getattr(run_loop, name)}) must be "
+                                              f"divisible by the number of devices; use --set {name}=<multiple of "
+                                              f"{options.devices}>")
+                    for seed in seed_list:
+                        grid.append(RunSpec(algo=algo_name, task=task_name, seed=seed, algo_config=algo_config,
+                                            loop=run_loop, preset=preset))
 
     out_path = Path(out)
     if not dry_run:
@@ -310,7 +338,8 @@ def _run_sweep(algos, tasks, depths, widths, seeds, preset, env_steps, epochs, o
     total_steps = sum(derive_plan(r.loop, specs[r.task]).total_env_steps for r in todo)
     click.echo(
         f"plan: {len(grid)} runs ({len(algo_names)} algos x {len(task_names)} tasks x {len(networks)} networks x "
-        f"{len(seed_list)} seeds), preset {preset!r}; {len(grid) - len(todo)} already complete in {out_path}"
+        f"{len(batch_list) or 1} batch sizes x {len(seed_list)} seeds), preset {preset!r}; "
+        f"{len(grid) - len(todo)} already complete in {out_path}"
     )
     for r in todo:
         p = derive_plan(r.loop, specs[r.task])

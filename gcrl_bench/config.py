@@ -125,10 +125,12 @@ def derive_plan(loop: LoopConfig, spec: TaskSpec) -> LoopPlan:
     if needed > tuples:
         fit = max(1, tuples // loop.batch_size)
         more = -(-needed // (window - 1))
+        smaller = tuples // loop.updates_per_step
+        batch = f" or batch_size <= {smaller}" if smaller >= 1 else ""
         raise ConfigError(
             f"batch_size x updates_per_step ({loop.batch_size} x {loop.updates_per_step} = {needed}) exceeds the "
             f"{tuples} relabelled tuples of one training step (windows x (window_length - 1) = "
-            f"{windows} x {window - 1}); use updates_per_step <= {fit} or windows_per_step >= {more}"
+            f"{windows} x {window - 1}); use updates_per_step <= {fit}, windows_per_step >= {more}{batch}"
         )
     prefill_steps = math.ceil(loop.min_replay_rows / loop.unroll_length)
     per_step = loop.num_envs * loop.unroll_length

@@ -1,6 +1,7 @@
 """The command line: bad input gives one clear line and a non-zero exit; a smoke run writes every file."""
 
 import csv
+import dataclasses
 import json
 import os
 import stat
@@ -66,6 +67,16 @@ def assert_one_line_error(code, err, *needles):
          ["--set tau=fast: algorithm sac's tau expected a number, got 'fast'"]),
         (["run", "--tasks", "point_u_maze", "--algos", "sac", "--set", "tau=5"], ["tau 5.0 must lie in (0, 1]"]),
         (["run", "--tasks", "point_u_maze", "--set", "batch_size"], ["is not KEY=VALUE"]),
+        (["run", "--tasks", "point_u_maze", "--batch-sizes", "64,128", "--set", "batch_size=32"],
+         ["--batch-sizes 64,128 and --set batch_size=32 both set the batch size; keep one"]),
+        (["run", "--tasks", "point_u_maze", "--batch-sizes", "64,128", "--set", "loop.batch_size=32"],
+         ["both set the batch size"]),
+        (["run", "--tasks", "point_u_maze", "--batch-sizes", "64,x"], ["--batch-sizes: 'x' is not a valid int"]),
+        # smoke on point_u_maze: 16 windows x 249 = 3984 tuples per step, 20 updates: batch_size <= 3984 // 20 = 199
+        (["run", "--tasks", "point_u_maze", "--preset", "smoke", "--depths", "4", "--widths", "32",
+          "--batch-sizes", "64,256"],
+         ["run crl point_u_maze d4 w32 batch_size 256: batch_size x updates_per_step (256 x 20 = 5120) exceeds the 3984",
+          "or batch_size <= 199"]),
         (["describe", "crll"], ["unknown name 'crll' (did you mean 'crl'?)", "algorithms: crl,", "tasks: ",
                                 "point_u_maze", "presets: paper, quick, smoke"]),
         (["run", "--tasks", "point_u_maze", "--preset", "huge"], ["unknown preset 'huge'", "smoke"]),
@@ -144,9 +155,10 @@ def test_smoke_run_writes_every_promised_file_and_rerun_skips(capsys, tmp_path):
     assert summary["score"] == pytest.approx(sum(m["eval/time_at_goal"] for m in metrics) / 2)
     with open(out / "scores.csv") as f:
         rows = list(csv.reader(f))
-    assert rows[0] == ["algo", "task", "depth", "width", "seed", "env_steps", "metric", "value"]
-    assert any(r[6] == "score" for r in rows[1:])
-    assert {r[6] for r in rows[1:]} == {"time_at_goal", "success_any", "success_at_end", "final_distance", "score"}
+    assert rows[0] == ["algo", "task", "depth", "width", "batch_size", "seed", "env_steps", "metric", "value"]
+    assert config["batch_size"] == 128 and all(r[4] == "128" for r in rows[1:])  # the smoke preset's batch size
+    assert any(r[7] == "score" for r in rows[1:])
+    assert {r[7] for r in rows[1:]} == {"time_at_goal", "success_any", "success_at_end", "final_distance", "score"}
     mtime = (run / "summary.json").stat().st_mtime_ns
     code, stdout, _ = run_cli(capsys, *argv)
     assert code == 0 and "1 already complete" in stdout
@@ -293,3 +305,42 @@ def test_bad_sweep_files_give_one_clear_line(capsys, tmp_path, text, needles):
 def test_a_missing_sweep_file(capsys, tmp_path):
     code, _, err = run_cli(capsys, "run", "--config", str(tmp_path / "nope.toml"))
     assert_one_line_error(code, err, f"--config {tmp_path / 'nope.toml'}: no such file")
+
+
+def test_depth_ladder_on_the_command_line_and_in_a_sweep_file(tmp_path):
+    from gcrl_bench import cli
+
+    assert cli._depths("ladder") == [4, 16, 64, 256, 1024]
+    assert cli._depths("4,16") == [4, 16]
+    path = tmp_path / "sweep.toml"
+    path.write_text('depths = "ladder"\nbatch_sizes = [256, 512]\n')
+    params = sweep_params("--config", str(path))
+    assert params["depths"] == "ladder" and params["batch_sizes"] == "256,512"
+    assert cli._depths(params["depths"]) == [4, 16, 64, 256, 1024]
+    assert sweep_params("--config", str(path), "--depths", "4")["depths"] == "4"  # the command line wins
+
+
+def test_batch_sizes_are_a_sweep_axis(capsys, tmp_path, monkeypatch):
+    """--depths 4,8 x --batch-sizes 32,64 x --seeds 0,1 on one task: 8 runs, each with its batch size."""
+    from gcrl_bench import executors
+
+    captured = []
+    monkeypatch.setattr(executors, "run_all", lambda todo, *rest: captured.extend(todo) or [])
+    code, stdout, err = run_cli(capsys, "run", "--tasks", "point_u_maze", "--preset", "smoke", "--depths", "4,8",
+                                "--widths", "16", "--batch-sizes", "32,64", "--seeds", "0,1", "--no-report",
+                                "--out", str(tmp_path / "r"))
+    assert code == 0, err
+    assert "plan: 8 runs (1 algos x 1 tasks x 2 networks x 2 batch sizes x 2 seeds)" in stdout
+    grid = [(r.network.depth, r.loop.batch_size, r.seed) for r in captured]
+    assert grid == [(d, b, s) for d in (4, 8) for b in (32, 64) for s in (0, 1)]
+    assert len({r.run_id for r in captured}) == 8
+    # the runs differ from the preset's loop in their batch size only
+    from gcrl_bench.config import get_preset
+
+    preset_loop = get_preset("smoke").loop_for("point_u_maze")
+    assert {dataclasses.replace(r.loop, batch_size=preset_loop.batch_size) for r in captured} == {preset_loop}
+    captured.clear()
+    code, stdout, err = run_cli(capsys, "run", "--tasks", "point_u_maze", "--preset", "smoke", "--widths", "16",
+                                "--set", "batch_size=96", "--no-report", "--out", str(tmp_path / "r"))
+    assert code == 0, err
+    assert "1 batch sizes" in stdout and [r.loop.batch_size for r in captured] == [96]
