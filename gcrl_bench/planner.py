@@ -39,8 +39,9 @@ Memory estimate (bytes per device; the largest term is named when a run does not
                   windows (windows_per_step x window_length rows), each twice (sampled and relabelled)
 
 With several data-parallel devices the parameters and optimiser are replicated and the other terms split.
-The estimate leaves out what XLA itself keeps (compiled code, temporaries of fused loops), so the true peak
-is somewhat above it for small runs; see the measured ratios in the tests' and docs' notes.
+The estimate leaves out what XLA and the runtime themselves use (the compiler's working memory, compiled
+code, temporaries of fused loops): on a CPU host compiling a run takes some hundreds of MB of its own, which
+dominates the peak of small runs; the estimate is meant for runs whose arrays are what fills the device.
 """
 
 from __future__ import annotations
