@@ -10,6 +10,8 @@ Pages, in order:
    and the probability-of-improvement table;
 6. learning curves: evaluation time at goal against env steps, one panel per task;
 7. appendix: every included run; the runs that are not included (in progress, failed) and why.
+When the results hold more than one batch size, page 3 ends with the batch size x depth table and its
+figure (time at goal vs depth, one line per batch size, per task).
 """
 
 from __future__ import annotations
@@ -147,6 +149,7 @@ def _title_page(results: Results, *, reps: int, seed: int, num_curve_points: str
         ("Tasks", _distinct(runs["task"])),
         ("Depths", _distinct(runs["depth"])),
         ("Widths", _distinct(runs["width"])),
+        ("Batch sizes", _distinct(runs["batch_size"])),
         ("Seeds", _distinct(runs["seed"])),
         ("Presets", _distinct(runs["preset"])),
         ("Episode length", _distinct(runs["episode_length"])),
@@ -338,6 +341,45 @@ def _depth_scaling_pages(task_cells: pd.DataFrame, aggregates: pd.DataFrame) -> 
     return pages
 
 
+def _batch_depth_pages(cells: pd.DataFrame) -> list[Figure]:
+    """Time at goal vs depth with 95% intervals, one panel per task, one line per (algo, width, batch size)
+    (``cells``: `tables.batch_depth_table`)."""
+    lines = sorted({(a, int(w), int(b)) for a, w, b in cells[["algo", "width", "batch_size"]].itertuples(index=False)})
+    hues = dict(zip(lines, sns.color_palette("colorblind", len(lines))))
+    depths = sorted({int(d) for d in cells["depth"]})
+    tasks = sorted(set(cells["task"]))
+    pages, per_page = [], 6
+    for start in range(0, len(tasks), per_page):
+        chunk = tasks[start:start + per_page]
+        figure = Figure(figsize=PAGE_SIZE, layout="constrained")
+        figure.suptitle("Batch size x depth: time at goal vs network depth (bars: 95% bootstrap CI over seeds)",
+                        fontsize=14, weight="bold")
+        grid = figure.subplots((len(chunk) + 2) // 3, 3, squeeze=False)
+        handles = {}
+        for axes, task in zip(grid.flat, chunk + [None] * (grid.size - len(chunk))):
+            if task is None:
+                axes.axis("off")
+                continue
+            task_cells = cells[cells["task"] == task]
+            for key in lines:
+                rows = task_cells[(task_cells["algo"] == key[0]) & (task_cells["width"] == key[1])
+                                  & (task_cells["batch_size"] == key[2])].sort_values("depth")
+                if rows.empty:
+                    continue
+                y = rows["mean"].to_numpy(float)
+                errors = np.vstack([y - rows["ci95_low"].to_numpy(float), rows["ci95_high"].to_numpy(float) - y])
+                handles.setdefault(key, axes.errorbar(rows["depth"], y, yerr=errors, color=hues[key], marker="o",
+                                                      capsize=4, linewidth=1.6))
+            _log2_depth_axis(axes, depths)
+            axes.set_title(task)
+            axes.set_ylabel("time at goal (steps)")
+        figure.legend([handles[k] for k in lines if k in handles],
+                      [f"{_configuration_label(a, None, w)}, batch size {b}" for a, w, b in lines if (a, w, b) in handles],
+                      loc="outside lower center", ncols=min(4, len(handles)), fontsize=9)
+        pages.append(figure)
+    return pages
+
+
 def _cost_page(results: Results, aggregates: pd.DataFrame) -> Figure:
     """Parameters vs aggregate IQM (width vs depth scaling, the paper's Fig. 4), and wall-clock hours vs depth."""
     figure = Figure(figsize=PAGE_SIZE, layout="constrained")
@@ -437,6 +479,7 @@ def _per_run_table(results: Results) -> pd.DataFrame:
 
     return pd.DataFrame({
         "Run": runs["run_id"],
+        "Batch size": runs["batch_size"].astype(str),
         "Seed": runs["seed"].astype(str),
         "Env steps": [f"{int(v):,}" for v in runs["env_steps"]],
         "Time at goal": [f"{v:.1f} / {n}" for v, n in zip(runs["score"], runs["episode_length"])],
@@ -479,6 +522,15 @@ def _task_sets_text(aggregates: pd.DataFrame) -> str:
 # Entry point
 
 
+def _runs_of_batch_size(results: Results, batch_size: int) -> Results:
+    """``results`` restricted to the included runs of one batch size (runs, evaluations and configs; the
+    runs not included are kept)."""
+    runs = results.runs[results.runs["batch_size"] == batch_size].reset_index(drop=True)
+    evaluations = results.evaluations[results.evaluations["batch_size"] == batch_size].reset_index(drop=True)
+    configs = {run_id: results.configs[run_id] for run_id in runs["run_id"]}
+    return dataclasses.replace(results, runs=runs, evaluations=evaluations, configs=configs)
+
+
 def build_report(
     results_dir: str | os.PathLike, output_pdf: str | os.PathLike | None = None, *, reps: int = 2000, seed: int = 0
 ) -> dict[str, Path]:
@@ -502,7 +554,14 @@ def build_report(
         raise ConfigError(f"reps must be a positive integer number of bootstrap resamples, got {reps!r}; try 2000")
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
-    results = load_results(results_dir)
+    all_results = results = load_results(results_dir)
+    batch_sizes = results.runs["batch_size"].value_counts()
+    # The sections below identify a configuration by (algo, depth, width); with several batch sizes they
+    # show the batch size with the most runs (the smallest on a tie), and a batch size x depth table
+    # compares every batch size.
+    shown_batch_size = int(min(batch_sizes[batch_sizes == batch_sizes.max()].index))
+    if len(batch_sizes) > 1:
+        results = _runs_of_batch_size(results, shown_batch_size)
     pdf_path = Path(output_pdf) if output_pdf is not None else results.directory / "report.pdf"
     stem = pdf_path.with_suffix("")
     paths = {
@@ -552,22 +611,37 @@ def build_report(
         "Each depth is compared with depth 4 of the same algorithm and width; each algorithm with crl at the "
         "same depth and width."
     )
+    batch_sections: list[tuple[str, pd.DataFrame, str]] = []  # (title, text table, note); only with 2+ batch sizes
+    batch_pages: list[Figure] = []
+    if len(batch_sizes) > 1:
+        batch_cells = tables.batch_depth_table(all_results, reps=reps, seed=seed)
+        batch_sections.append((
+            "Batch size x depth: time at goal", tables.display_batch_depth_table(batch_cells),
+            "Mean time at goal over seeds per task, algorithm, width, batch size and depth, with a 95% bootstrap "
+            f"interval over seeds (n: seeds). Every other table and figure shows the runs of batch size "
+            f"{shown_batch_size} only (the batch size with the most runs).",
+        ))
+        batch_pages = _batch_depth_pages(batch_cells)
+        task_note += f" Runs of batch size {shown_batch_size} only (see the batch size x depth table)."
+        aggregate_note += f" Runs of batch size {shown_batch_size} only (see the batch size x depth table)."
     num_points = sorted({line.grid.size for lines in curves.values() for line in lines})
     points_text = f"{num_points[0]}" if len(num_points) == 1 else f"{num_points[0]}-{num_points[-1]}"
 
     def write_pdf(temporary: Path) -> None:
         with _print_style(), PdfPages(temporary, metadata={"Title": "gcrl-bench report", "Creator": "gcrl-bench"}) as pdf:
             pages = [
-                _title_page(results, reps=reps, seed=seed, num_curve_points=f"{points_text} points per curve"),
+                _title_page(all_results, reps=reps, seed=seed, num_curve_points=f"{points_text} points per curve"),
                 *_table_pages("Time at goal per task", task_text, task_note),
                 *_table_pages("Aggregate over tasks: normalised score", aggregate_text, aggregate_note),
                 *_depth_scaling_pages(per_task, aggregates),
                 *_table_pages("Critical depth", critical_text, critical_note),
+                *(page for title, text, note in batch_sections for page in _table_pages(title, text, note)),
+                *batch_pages,
                 _cost_page(results, aggregates),
                 _comparison_page(improvements, profiles, efficiency),
                 *_table_pages("Probability of improvement", improvement_text, improvement_note),
                 *_curve_pages(curves, results),
-                *_table_pages("Appendix: every included run", _per_run_table(results),
+                *_table_pages("Appendix: every included run", _per_run_table(all_results),
                               "Time at goal, success any and success at end: means of the run's last 5 evaluations "
                               "(success: fraction of evaluation episodes). Wall clock: training and evaluation, "
                               "without compilation. Parameters: all networks of the agent (from params.msgpack)."),
@@ -585,11 +659,13 @@ def build_report(
         "## Aggregate over tasks: normalised score", tables.to_markdown(aggregate_text), aggregate_note,
         "## Critical depth", tables.to_markdown(critical_text), critical_note,
         "## Probability of improvement", tables.to_markdown(improvement_text), improvement_note,
+        *(part for title, text, note in batch_sections for part in (f"## {title}", tables.to_markdown(text), note)),
     ]) + "\n")
     _write_text(paths["latex"], "\n\n".join([
         tables.to_latex(task_text, "Time at goal per task. " + task_note),
         tables.to_latex(aggregate_text, "Aggregate over tasks: normalised score. " + aggregate_note),
         tables.to_latex(critical_text, "Critical depth. " + critical_note),
         tables.to_latex(improvement_text, "Probability of improvement. " + improvement_note),
+        *(tables.to_latex(text, f"{title}. {note}") for title, text, note in batch_sections),
     ]) + "\n")
     return paths

@@ -8,6 +8,8 @@ Two tables:
 - aggregate: per (algo, depth, width), over the tasks it ran, the normalised score
   (score / episode_length, in [0, 1]) summarised by IQM, mean, median and optimality gap with 95%
   stratified-bootstrap intervals (runs resampled within each task).
+A third, when the results hold more than one batch size: batch size x depth, the per-task mean time
+at goal over seeds per (task, algo, width, batch_size, depth) with its 95% interval over seeds.
 """
 
 from __future__ import annotations
@@ -191,6 +193,43 @@ def display_critical_depth_table(critical_depths: pd.DataFrame) -> pd.DataFrame:
         "Depths run": critical_depths["depths"],
         "Critical depth": ["none" if not math.isfinite(v) else str(int(v)) for v in critical_depths["critical_depth"]],
     }, columns=["Algorithm", "Width", "Task", "Depths run", "Critical depth"])
+
+
+def batch_depth_table(results: Results, *, reps: int, seed: int) -> pd.DataFrame:
+    """Time at goal per (task, algo, width, batch_size, depth): the batch size x depth comparison.
+
+    Returns:
+        one row per cell, sorted, with columns task, algo, width, batch_size, depth, num_seeds,
+        episode_length, mean, ci95_low, ci95_high (mean time at goal over seeds, in steps from 0 to
+        episode_length, with a 95% bootstrap interval over seeds, `stats.seed_mean_interval`).
+    """
+    rows = []
+    keys = ["task", "algo", "width", "batch_size", "depth"]
+    for (task, algo, width, batch_size, depth), runs in results.runs.groupby(keys):
+        interval = stats.seed_mean_interval(
+            runs["score"].to_numpy(), rng=cell_rng(seed, "batch", task, algo, depth, width, batch_size), reps=reps
+        )
+        rows.append({
+            "task": task, "algo": algo, "width": int(width), "batch_size": int(batch_size), "depth": int(depth),
+            "num_seeds": len(runs), "episode_length": "/".join(map(str, sorted(set(runs["episode_length"])))),
+            "mean": interval.estimate, "ci95_low": interval.lower, "ci95_high": interval.upper,
+        })
+    return pd.DataFrame(rows, columns=[*keys, "num_seeds", "episode_length", "mean", "ci95_low", "ci95_high"])
+
+
+def display_batch_depth_table(cells: pd.DataFrame) -> pd.DataFrame:
+    """The batch size x depth table as text: one row per (task, algo, width, batch size), one column per
+    depth holding 'mean [low, high] (n seeds)'; '-' where that depth was not run at that batch size."""
+    depths = sorted({int(d) for d in cells["depth"]})
+    rows = []
+    for (task, algo, width, batch_size), group in cells.groupby(["task", "algo", "width", "batch_size"]):
+        by_depth = {int(r.depth): r for r in group.itertuples()}
+        rows.append({
+            "Task": task, "Algorithm": algo, "Width": str(width), "Batch size": str(batch_size),
+            **{f"Depth {d}": (f"{format_interval(by_depth[d].mean, by_depth[d].ci95_low, by_depth[d].ci95_high, 1)} "
+                              f"(n={by_depth[d].num_seeds})" if d in by_depth else "-") for d in depths},
+        })
+    return pd.DataFrame(rows, columns=["Task", "Algorithm", "Width", "Batch size", *(f"Depth {d}" for d in depths)])
 
 
 def format_interval(estimate: float, lower: float, upper: float, digits: int) -> str:

@@ -338,6 +338,57 @@ def test_a_run_directory_without_config_is_listed_not_fatal(tmp_path):
     assert len(results.runs) == len(TASKS) * len(DEPTHS) * len(SEEDS)
 
 
+def _write_batch_run(root: Path, depth: int, batch_size: int, seed: int, tag: float) -> None:
+    """A complete run whose 5 evaluations all have time at goal ``tag`` (so its score is ``tag``)."""
+    run_id = f"crl_ant_big_maze_d{depth}_b{batch_size}_s{seed}"
+    run_dir = root / "runs" / run_id
+    run_dir.mkdir(parents=True)
+    config = {**_config(run_id, "ant_big_maze", depth, seed), "batch_size": batch_size}
+    (run_dir / "config.json").write_text(json.dumps(config))
+    records = [{"epoch": e, "env_steps": step, "eval/time_at_goal": tag, "eval/success_any": 0.5,
+                "eval/success_at_end": 0.25, "eval/final_distance": 1.0} for e, step in enumerate(EVAL_STEPS[-5:])]
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    (run_dir / "summary.json").write_text(json.dumps({"status": "complete", "score": tag, "env_steps": EVAL_STEPS[-1]}))
+
+
+def test_two_batch_sizes_add_a_batch_size_by_depth_table(tmp_path):
+    from gcrl_bench import results as results_format
+
+    root = tmp_path / "results"
+    # (depth, batch size) -> the scores of seeds 0 and 1; depth 64 ran only at batch size 256
+    cells = {(4, 256): (10.0, 20.0), (4, 512): (30.0, 50.0), (64, 256): (60.0, 60.0)}
+    for (depth, batch_size), scores in cells.items():
+        for seed, tag in enumerate(scores):
+            _write_batch_run(root, depth, batch_size, seed, tag)
+    results_format.write_scores_csv(root)
+    table = tables.batch_depth_table(load_results(root), reps=REPS, seed=0)
+    assert table[["batch_size", "depth", "num_seeds", "mean"]].values.tolist() == [
+        [256, 4, 2, 15.0], [256, 64, 2, 60.0], [512, 4, 2, 40.0]]
+    # two distinct seed scores: every resample's mean lies in [min, max] and both ends have mass 1/4
+    assert table[["ci95_low", "ci95_high"]].values.tolist() == [[10.0, 20.0], [60.0, 60.0], [30.0, 50.0]]
+    text = tables.display_batch_depth_table(table)
+    assert list(text.columns) == ["Task", "Algorithm", "Width", "Batch size", "Depth 4", "Depth 64"]
+    assert text.values.tolist() == [
+        ["ant_big_maze", "crl", "256", "256", "15.0 [10.0, 20.0] (n=2)", "60.0 [60.0, 60.0] (n=2)"],
+        ["ant_big_maze", "crl", "256", "512", "40.0 [30.0, 50.0] (n=2)", "-"],
+    ]
+    paths = build_report(root, reps=REPS, seed=0)
+    markdown = paths["markdown"].read_text()
+    assert "## Batch size x depth: time at goal" in markdown and "40.0 [30.0, 50.0] (n=2)" in markdown
+    # batch size 256 has the most runs (4 of 6): the per-task table shows its runs only, not both pooled
+    task_section = markdown.split("## Aggregate over tasks")[0]
+    assert "| 15.0 [10.0, 20.0] |" in task_section and "| 60.0 [60.0, 60.0] |" in task_section
+    assert "40.0" not in task_section and "Runs of batch size 256 only" in task_section
+    pages = [page.extract_text() for page in PdfReader(paths["pdf"]).pages]
+    assert any("Batch size x depth: time at goal" in page and "40.0 [30.0, 50.0] (n=2)" in page for page in pages)
+    assert any("Batch size x depth: time at goal vs network depth" in page for page in pages)
+
+
+def test_one_batch_size_gives_no_batch_size_table(built):
+    _, paths = built
+    assert "Batch size x depth" not in paths["markdown"].read_text()
+
+
 # ----------------------------------------------------------------------------------------------
 # Bad input
 
