@@ -373,6 +373,8 @@ def _batch_depth_pages(cells: pd.DataFrame) -> list[Figure]:
             _log2_depth_axis(axes, depths)
             axes.set_title(task)
             axes.set_ylabel("time at goal (steps)")
+            top = max(axes.get_ylim()[1], 1e-3)
+            axes.set_ylim(-0.04 * top, top * 1.05)
         figure.legend([handles[k] for k in lines if k in handles],
                       [f"{_configuration_label(a, None, w)}, batch size {b}" for a, w, b in lines if (a, w, b) in handles],
                       loc="outside lower center", ncols=min(4, len(handles)), fontsize=9)
