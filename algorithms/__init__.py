@@ -16,6 +16,7 @@ register_algorithm(
         init=crl.init,
         act=crl.act,
         update=crl.update,
+        diagnostics=crl.diagnostics,
         description="Contrastive RL: InfoNCE critic with L2 energy, tanh-Gaussian actor (Wang et al. 2025)",
     )
 )
@@ -26,6 +27,7 @@ register_algorithm(
         init=sac.init,
         act=sac.act,
         update=sac.update,
+        diagnostics=sac.diagnostics,
         description="SAC on the commanded goals, sparse success reward (Haarnoja et al. 2018)",
     )
 )
@@ -36,6 +38,7 @@ register_algorithm(
         init=sac.init,
         act=sac.act,
         update=sac.update,
+        diagnostics=sac.diagnostics,
         description="SAC with hindsight relabelling (HER 'future', k = 4), sparse success reward",
     )
 )
@@ -46,6 +49,7 @@ register_algorithm(
         init=td3.init,
         act=td3.act,
         update=td3.update,
+        diagnostics=td3.diagnostics,
         description="TD3 with hindsight relabelling (HER 'future', k = 4), sparse success reward (Fujimoto et al. 2018)",
     )
 )
@@ -56,6 +60,7 @@ register_algorithm(
         init=gcsl.init,
         act=gcsl.act,
         update=gcsl.update,
+        diagnostics=gcsl.diagnostics,
         description="GCSL: max likelihood of taken actions, uniform future-state goals (Ghosh et al. 2019)",
     )
 )
@@ -66,6 +71,7 @@ register_algorithm(
         init=gcsl.init,
         act=gcsl.act,
         update=gcsl.update,
+        diagnostics=gcsl.diagnostics,
         description="GCBC: max likelihood of taken actions, geometric future goals, entropy bonus",
     )
 )

@@ -48,10 +48,11 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
+from gcrl_bench import diagnostics as diag
 from gcrl_bench.algorithms import common
 from gcrl_bench.errors import ConfigError
 from gcrl_bench.interface import RelabelConfig, TaskSpec, Transition
-from gcrl_bench.networks import NetworkConfig, ResidualMLP, sample_tanh_gaussian
+from gcrl_bench.networks import NetworkConfig, ResidualMLP, sample_tanh_gaussian, split_policy_output
 
 Array = jax.Array
 Params = dict
@@ -428,6 +429,38 @@ def act(config: CRLConfig, state: CRLState, obs: Array, key: Array, deterministi
     return common.act(config.network, state.action_size, state.actor_params, obs, key, deterministic)
 
 
+def critic_objective(config: CRLConfig, critic_params: Params, batch: Transition) -> tuple[Array, tuple]:
+    """The critic loss: the configured contrastive objective plus the logsumexp penalty over the (B, B)
+    logits of phi([state, action]) against psi(goal).
+
+    Returns:
+      ``(loss, (logits (B, B), psi (B, R), contrastive value, penalty))``.
+    """
+    encoder = _encoder(config)
+    phi = encoder.apply(critic_params["sa_encoder"], jnp.concatenate([batch.state, batch.action], axis=-1))
+    psi = encoder.apply(critic_params["goal_encoder"], batch.goal)
+    logits = energy_logits(config.energy, critic_params, phi, psi, config.matmul_precision)
+    infonce = contrastive_loss(config.contrastive_loss, logits)
+    penalty = logsumexp_penalty(logits, config.logsumexp_penalty)
+    return infonce + penalty, (logits, psi, infonce, penalty)
+
+
+def actor_objective(config: CRLConfig, action_size: int, actor_params: Params, critic_fixed: Params, psi_fixed: Array,
+                    alpha: Array, batch: Transition, key: Array) -> tuple[Array, tuple[Array, Array]]:
+    """The actor loss of a fresh action a~ ~ pi(. | [state, goal]) drawn with ``key``, scored by the fixed
+    critic ``critic_fixed`` against the fixed goal representations ``psi_fixed`` (B, R).
+
+    Returns:
+      ``(loss, (log pi(a~) (B,), Q (B,)))``.
+    """
+    obs = jnp.concatenate([batch.state, batch.goal], axis=-1)
+    mean, log_std = common.policy(config.network, action_size, actor_params, obs)
+    action, log_prob = sample_tanh_gaussian(key, mean, log_std)
+    phi = _encoder(config).apply(critic_fixed["sa_encoder"], jnp.concatenate([batch.state, action], axis=-1))
+    q = pair_energy(config.energy, critic_fixed, phi, psi_fixed)
+    return common.actor_loss(log_prob, q, alpha), (log_prob, q)
+
+
 def update(config: CRLConfig, state: CRLState, batch: Transition, key: Array) -> tuple[CRLState, dict[str, Array]]:
     """One gradient step on a relabelled batch: actor and alpha with the pre-update critic, then the critic.
 
@@ -436,38 +469,19 @@ def update(config: CRLConfig, state: CRLState, batch: Transition, key: Array) ->
     ``contrastive_loss`` whichever it is (one column name across variants), ``critic_loss`` adds the
     logsumexp penalty; the cosine energy adds ``temperature`` (tau before the step).
     """
-    encoder = _encoder(config)
     target_entropy = common.target_entropy(config.entropy_param, state.action_size)
-    sa_input = jnp.concatenate([batch.state, batch.action], axis=-1)
 
     # Critic: the contrastive objective (forward InfoNCE by default) + logsumexp penalty over the (B, B) logits.
-    def critic_objective(critic_params):
-        phi = encoder.apply(critic_params["sa_encoder"], sa_input)
-        psi = encoder.apply(critic_params["goal_encoder"], batch.goal)
-        logits = energy_logits(config.energy, critic_params, phi, psi, config.matmul_precision)
-        infonce = contrastive_loss(config.contrastive_loss, logits)
-        penalty = logsumexp_penalty(logits, config.logsumexp_penalty)
-        return infonce + penalty, (logits, psi, infonce, penalty)
-
     (critic_loss, (logits, psi, infonce, penalty)), critic_grads = jax.value_and_grad(
-        critic_objective, has_aux=True
-    )(state.critic_params)
+        critic_objective, argnums=1, has_aux=True
+    )(config, state.critic_params, batch)
 
     # Actor: a fresh action for the relabelled observation [s, g], scored by the fixed pre-update critic.
-    obs = jnp.concatenate([batch.state, batch.goal], axis=-1)
     psi_fixed = jax.lax.stop_gradient(psi)
     critic_fixed = jax.lax.stop_gradient(state.critic_params)
     alpha = jnp.exp(state.log_alpha)
-
-    def actor_objective(actor_params):
-        mean, log_std = common.policy(config.network, state.action_size, actor_params, obs)
-        action, log_prob = sample_tanh_gaussian(key, mean, log_std)
-        phi = encoder.apply(critic_fixed["sa_encoder"], jnp.concatenate([batch.state, action], axis=-1))
-        q = pair_energy(config.energy, critic_fixed, phi, psi_fixed)
-        return common.actor_loss(log_prob, q, alpha), (log_prob, q)
-
-    (actor_loss_value, (log_prob, q)), actor_grads = jax.value_and_grad(actor_objective, has_aux=True)(
-        state.actor_params
+    (actor_loss_value, (log_prob, q)), actor_grads = jax.value_and_grad(actor_objective, argnums=2, has_aux=True)(
+        config, state.action_size, state.actor_params, critic_fixed, psi_fixed, alpha, batch, key
     )
     alpha_loss_value, alpha_grad = jax.value_and_grad(common.alpha_loss)(state.log_alpha, log_prob, target_entropy)
 
@@ -505,3 +519,30 @@ def update(config: CRLConfig, state: CRLState, batch: Transition, key: Array) ->
     if config.energy == "cosine":
         metrics["temperature"] = jnp.exp(state.critic_params["log_temperature"])
     return new_state, metrics
+
+
+def diagnostics(config: CRLConfig, previous: CRLState, state: CRLState, batch: Transition,
+                key: Array) -> dict[str, Array]:
+    """Per-layer statistics of the actor, sa_encoder (phi) and goal_encoder (psi), and the representation
+    statistics of phi and psi, on one probe batch (:mod:`gcrl_bench.diagnostics`).
+
+    Gradients are those of :func:`critic_objective` (encoders) and :func:`actor_objective` (actor) at
+    ``state``'s parameters; ``previous`` (the state at the start of the epoch) gives the update ratios.
+    """
+    (_, (_, psi, _, _)), critic_grads = jax.value_and_grad(critic_objective, argnums=1, has_aux=True)(
+        config, state.critic_params, batch)
+    alpha = jnp.exp(state.log_alpha)
+    (_, (log_prob, _)), actor_grads = jax.value_and_grad(actor_objective, argnums=2, has_aux=True)(
+        config, state.action_size, state.actor_params, state.critic_params, psi, alpha, batch, key)
+    obs = jnp.concatenate([batch.state, batch.goal], axis=-1)
+    out, stats = diag.network_statistics("actor", config.network, previous.actor_params, state.actor_params,
+                                         actor_grads, obs)
+    _, log_std = split_policy_output(out)
+    stats.update(diag.policy_statistics("actor", log_prob, log_std))
+    inputs = {"sa_encoder": jnp.concatenate([batch.state, batch.action], axis=-1), "goal_encoder": batch.goal}
+    for name, x in inputs.items():
+        z, net = diag.network_statistics(name, config.network, previous.critic_params[name],
+                                         state.critic_params[name], critic_grads[name], x)
+        stats.update(net)
+        stats.update(diag.representation_statistics(name, z, cosine=name == "goal_encoder"))
+    return stats

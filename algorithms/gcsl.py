@@ -30,10 +30,11 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
+from gcrl_bench import diagnostics as diag
 from gcrl_bench.algorithms import common
 from gcrl_bench.errors import ConfigError
 from gcrl_bench.interface import RelabelConfig, TaskSpec, Transition
-from gcrl_bench.networks import NetworkConfig, sample_tanh_gaussian
+from gcrl_bench.networks import NetworkConfig, sample_tanh_gaussian, split_policy_output
 
 Array = jax.Array
 Params = dict
@@ -157,27 +158,33 @@ def act(config: GCSLConfig, state: GCSLState, obs: Array, key: Array, determinis
     return common.act(config.network, state.action_size, state.actor_params, obs, key, deterministic)
 
 
+def objective(config: GCSLConfig, action_size: int, actor_params: Params, alpha: Array, batch: Transition,
+              key: Array) -> tuple[Array, tuple]:
+    """The policy loss (:func:`supervised_policy_loss`) of the batch's taken actions under pi(. | [state, goal]),
+    with the entropy bonus of fresh samples drawn with ``key`` when ``config.entropy_bonus``.
+
+    Returns:
+      ``(loss, (log pi(a_taken) (B,), log pi(a~) (B,) or None, mean (B, |A|), log_std (B, |A|)))``.
+    """
+    obs = jnp.concatenate([batch.state, batch.goal], axis=-1)
+    mean, log_std = common.policy(config.network, action_size, actor_params, obs)
+    log_prob_taken = common.taken_action_log_prob(batch.action, mean, log_std)
+    if config.entropy_bonus:
+        _, log_prob_sampled = sample_tanh_gaussian(key, mean, log_std)
+    else:
+        log_prob_sampled = None
+    loss = supervised_policy_loss(log_prob_taken, log_prob_sampled, alpha)
+    return loss, (log_prob_taken, log_prob_sampled, mean, log_std)
+
+
 def update(config: GCSLConfig, state: GCSLState, batch: Transition, key: Array) -> tuple[GCSLState, dict[str, Array]]:
     """One gradient step of the policy (and of alpha with entropy_bonus) on a relabelled batch.
 
     Uses ``batch.state``, ``batch.goal`` and ``batch.action`` (the action taken in the environment).
     """
-    obs = jnp.concatenate([batch.state, batch.goal], axis=-1)
     alpha = jnp.exp(state.log_alpha)
-
-    def objective(actor_params):
-        mean, log_std = common.policy(config.network, state.action_size, actor_params, obs)
-        log_prob_taken = common.taken_action_log_prob(batch.action, mean, log_std)
-        if config.entropy_bonus:
-            _, log_prob_sampled = sample_tanh_gaussian(key, mean, log_std)
-        else:
-            log_prob_sampled = None
-        loss = supervised_policy_loss(log_prob_taken, log_prob_sampled, alpha)
-        return loss, (log_prob_taken, log_prob_sampled, mean, log_std)
-
-    (loss, (log_prob_taken, log_prob_sampled, mean, log_std)), grads = jax.value_and_grad(objective, has_aux=True)(
-        state.actor_params
-    )
+    (loss, (log_prob_taken, log_prob_sampled, mean, log_std)), grads = jax.value_and_grad(
+        objective, argnums=2, has_aux=True)(config, state.action_size, state.actor_params, alpha, batch, key)
     actor_params, actor_opt_state = common.adam_step(config.policy_lr, grads, state.actor_opt_state, state.actor_params)
     state = state.replace(actor_params=actor_params, actor_opt_state=actor_opt_state, step=state.step + 1)
     metrics = {
@@ -193,3 +200,19 @@ def update(config: GCSLConfig, state: GCSLState, batch: Transition, key: Array) 
         state = state.replace(log_alpha=log_alpha, alpha_opt_state=alpha_opt_state)
         metrics.update(alpha_loss=value, alpha=alpha, entropy=-jnp.mean(log_prob_sampled))
     return state, metrics
+
+
+def diagnostics(config: GCSLConfig, previous: GCSLState, state: GCSLState, batch: Transition,
+                key: Array) -> dict[str, Array]:
+    """Per-layer statistics of the policy (``actor``) with the gradient of its loss (:func:`objective`) at
+    ``state``'s parameters, and its entropy on fresh samples drawn with ``key``, on one probe batch
+    (:mod:`gcrl_bench.diagnostics`)."""
+    alpha = jnp.exp(state.log_alpha)
+    grads = jax.grad(lambda p: objective(config, state.action_size, p, alpha, batch, key)[0])(state.actor_params)
+    obs = jnp.concatenate([batch.state, batch.goal], axis=-1)
+    out, stats = diag.network_statistics("actor", config.network, previous.actor_params, state.actor_params,
+                                         grads, obs)
+    mean, log_std = split_policy_output(out)
+    _, log_prob = sample_tanh_gaussian(key, mean, log_std)
+    stats.update(diag.policy_statistics("actor", log_prob, log_std))
+    return stats

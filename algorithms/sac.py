@@ -29,10 +29,11 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
+from gcrl_bench import diagnostics as diag
 from gcrl_bench.algorithms import common, td
 from gcrl_bench.errors import ConfigError
 from gcrl_bench.interface import RelabelConfig, TaskSpec, Transition
-from gcrl_bench.networks import NetworkConfig, sample_tanh_gaussian
+from gcrl_bench.networks import NetworkConfig, sample_tanh_gaussian, split_policy_output
 
 Array = jax.Array
 Params = dict
@@ -175,6 +176,28 @@ def act(config: SACConfig, state: SACState, obs: Array, key: Array, deterministi
     return common.act(config.network, state.action_size, state.actor_params, obs, key, deterministic)
 
 
+def critic_target(config: SACConfig, state: SACState, batch: Transition, key: Array) -> Array:
+    """(B,) soft TD targets of the batch (:func:`soft_td_target`): a fresh next action a' ~ pi(. | s', g)
+    drawn with ``key`` from the current actor, scored by the target critics."""
+    next_reward, _ = td.td_batch_parts(batch)
+    next_obs = jnp.concatenate([batch.next_state, batch.goal], axis=-1)
+    next_mean, next_log_std = common.policy(config.network, state.action_size, state.actor_params, next_obs)
+    next_action, next_log_prob = sample_tanh_gaussian(key, next_mean, next_log_std)
+    next_q = td.twin_q(config.network, state.target_critic_params, batch.next_state, batch.goal, next_action)
+    return soft_td_target(next_reward, batch.discount, next_q, next_log_prob, jnp.exp(state.log_alpha), config.discount)
+
+
+def actor_objective(config: SACConfig, action_size: int, actor_params: Params, critic_fixed: Params, alpha: Array,
+                    batch: Transition, key: Array) -> tuple[Array, tuple[Array, Array]]:
+    """The actor loss of a fresh action a~ ~ pi(. | [state, goal]) drawn with ``key``, scored by the min of
+    the fixed twin critics ``critic_fixed``: ``(loss, (log pi(a~) (B,), min Q (B,)))``."""
+    obs = jnp.concatenate([batch.state, batch.goal], axis=-1)
+    mean, log_std = common.policy(config.network, action_size, actor_params, obs)
+    action, log_prob = sample_tanh_gaussian(key, mean, log_std)
+    q = jnp.min(td.twin_q(config.network, critic_fixed, batch.state, batch.goal, action), axis=0)
+    return common.actor_loss(log_prob, q, alpha), (log_prob, q)
+
+
 def update(config: SACConfig, state: SACState, batch: Transition, key: Array) -> tuple[SACState, dict[str, Array]]:
     """One gradient step on a relabelled batch (module docstring). Returns the new state and scalar metrics."""
     next_reward, mask = td.td_batch_parts(batch)
@@ -183,11 +206,7 @@ def update(config: SACConfig, state: SACState, batch: Transition, key: Array) ->
     target_entropy = common.target_entropy(config.entropy_param, state.action_size)
 
     # Critic target: a fresh next action from the current actor, scored by the target critics.
-    next_obs = jnp.concatenate([batch.next_state, batch.goal], axis=-1)
-    next_mean, next_log_std = common.policy(config.network, state.action_size, state.actor_params, next_obs)
-    next_action, next_log_prob = sample_tanh_gaussian(k_next, next_mean, next_log_std)
-    next_q = td.twin_q(config.network, state.target_critic_params, batch.next_state, batch.goal, next_action)
-    target = soft_td_target(next_reward, batch.discount, next_q, next_log_prob, alpha, config.discount)
+    target = critic_target(config, state, batch, k_next)
 
     def critic_objective(critic_params):
         q = td.twin_q(config.network, critic_params, batch.state, batch.goal, batch.action)
@@ -196,17 +215,9 @@ def update(config: SACConfig, state: SACState, batch: Transition, key: Array) ->
     (critic_loss, q_data), critic_grads = jax.value_and_grad(critic_objective, has_aux=True)(state.critic_params)
 
     # Actor: a fresh action for [s, g], scored by the pre-update critics (held fixed).
-    obs = jnp.concatenate([batch.state, batch.goal], axis=-1)
     critic_fixed = jax.lax.stop_gradient(state.critic_params)
-
-    def actor_objective(actor_params):
-        mean, log_std = common.policy(config.network, state.action_size, actor_params, obs)
-        action, log_prob = sample_tanh_gaussian(k_actor, mean, log_std)
-        q = jnp.min(td.twin_q(config.network, critic_fixed, batch.state, batch.goal, action), axis=0)
-        return common.actor_loss(log_prob, q, alpha), (log_prob, q)
-
-    (actor_loss_value, (log_prob, q_pi)), actor_grads = jax.value_and_grad(actor_objective, has_aux=True)(
-        state.actor_params
+    (actor_loss_value, (log_prob, q_pi)), actor_grads = jax.value_and_grad(actor_objective, argnums=2, has_aux=True)(
+        config, state.action_size, state.actor_params, critic_fixed, alpha, batch, k_actor
     )
     alpha_loss_value, alpha_grad = jax.value_and_grad(common.alpha_loss)(state.log_alpha, log_prob, target_entropy)
 
@@ -240,3 +251,22 @@ def update(config: SACConfig, state: SACState, batch: Transition, key: Array) ->
         "valid_fraction": jnp.mean(mask),
     }
     return new_state, metrics
+
+
+def diagnostics(config: SACConfig, previous: SACState, state: SACState, batch: Transition,
+                key: Array) -> dict[str, Array]:
+    """Per-layer statistics of the actor and of each twin critic (``critic_0``, ``critic_1``), the critics'
+    Q mean, spread and TD error, and the policy's entropy, on one probe batch (:mod:`gcrl_bench.diagnostics`).
+    Gradients: the actor loss (:func:`actor_objective`) and the TD loss (:func:`gcrl_bench.algorithms.td.td_loss`
+    against :func:`critic_target`) at ``state``'s parameters."""
+    k_next, k_actor = jax.random.split(key)
+    alpha = jnp.exp(state.log_alpha)
+    (_, (log_prob, _)), actor_grads = jax.value_and_grad(actor_objective, argnums=2, has_aux=True)(
+        config, state.action_size, state.actor_params, state.critic_params, alpha, batch, k_actor)
+    obs = jnp.concatenate([batch.state, batch.goal], axis=-1)
+    out, stats = diag.network_statistics("actor", config.network, previous.actor_params, state.actor_params,
+                                         actor_grads, obs)
+    stats.update(diag.policy_statistics("actor", log_prob, split_policy_output(out)[1]))
+    stats.update(td.twin_critic_diagnostics(config.network, previous.critic_params, state.critic_params,
+                                            critic_target(config, state, batch, k_next), batch))
+    return stats

@@ -16,6 +16,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from gcrl_bench import diagnostics as diag
 from gcrl_bench.interface import TaskSpec, Transition
 from gcrl_bench.networks import NetworkConfig, ResidualMLP
 
@@ -84,3 +85,26 @@ def td_batch_parts(batch: Transition) -> tuple[Array, Array]:
             "gcrl_bench.relabel.relabel_window or pass both fields"
         )
     return batch.next_reward, batch.mask
+
+
+def twin_critic_diagnostics(network: NetworkConfig, previous: Params, params: Params, target: Array,
+                            batch: Transition) -> dict[str, Array]:
+    """Per-layer statistics (:func:`gcrl_bench.diagnostics.network_statistics`) and Q mean, spread and TD
+    error (:func:`gcrl_bench.diagnostics.value_statistics`) of each twin critic, ``critic_0`` and ``critic_1``.
+
+    Args:
+      previous, params: the stacked twin critic parameters at the start and at the end of the epoch.
+      target: (B,) TD targets of the probe batch; the gradients are those of :func:`td_loss` at ``params``.
+      batch: the probe batch (its mask selects the valid tuples).
+    """
+    _, mask = td_batch_parts(batch)
+    x = jnp.concatenate([batch.state, batch.goal, batch.action], axis=-1)
+    grads = jax.grad(lambda p: td_loss(twin_q(network, p, batch.state, batch.goal, batch.action), target, mask))(params)
+    stats = {}
+    for i in range(NUM_CRITICS):
+        name = f"critic_{i}"
+        q, net = diag.network_statistics(name, network, diag.twin(previous, i), diag.twin(params, i),
+                                         diag.twin(grads, i), x)
+        stats.update(net)
+        stats.update(diag.value_statistics(name, q[..., 0], target, mask))
+    return stats

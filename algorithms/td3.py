@@ -34,6 +34,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
+from gcrl_bench import diagnostics as diag
 from gcrl_bench.algorithms import common, td
 from gcrl_bench.errors import ConfigError
 from gcrl_bench.interface import RelabelConfig, TaskSpec, Transition
@@ -192,14 +193,31 @@ def act(config: TD3Config, state: TD3State, obs: Array, key: Array, deterministi
     return jnp.clip(mu + jnp.clip(noise, -config.exploration_clip, config.exploration_clip), -1.0, 1.0)
 
 
-def update(config: TD3Config, state: TD3State, batch: Transition, key: Array) -> tuple[TD3State, dict[str, Array]]:
-    """One critic step, and on every policy_delay-th step an actor step and the target updates."""
-    next_reward, mask = td.td_batch_parts(batch)
+def critic_target(config: TD3Config, state: TD3State, batch: Transition, key: Array) -> Array:
+    """(B,) clipped double-Q targets of the batch (:func:`td3_target`) with the smoothed target action of
+    the target actor (:func:`smoothed_target_action`, noise drawn with ``key``), scored by the target critics."""
+    next_reward, _ = td.td_batch_parts(batch)
     next_obs = jnp.concatenate([batch.next_state, batch.goal], axis=-1)
     target_mu = _mu(config, state.action_size, state.target_actor_params, next_obs)
     next_action = smoothed_target_action(key, target_mu, config.policy_noise, config.noise_clip)
     next_q = td.twin_q(config.network, state.target_critic_params, batch.next_state, batch.goal, next_action)
-    target = td3_target(next_reward, batch.discount, next_q, config.discount)
+    return td3_target(next_reward, batch.discount, next_q, config.discount)
+
+
+def actor_objective(config: TD3Config, action_size: int, actor_params: Params, critic_params: Params,
+                    batch: Transition) -> Array:
+    """() the deterministic actor loss (:func:`deterministic_actor_loss`) of mu([state, goal]) under the first
+    critic of ``critic_params``."""
+    obs = jnp.concatenate([batch.state, batch.goal], axis=-1)
+    action = _mu(config, action_size, actor_params, obs)
+    q1 = td.twin_q(config.network, critic_params, batch.state, batch.goal, action)[0]
+    return deterministic_actor_loss(q1)
+
+
+def update(config: TD3Config, state: TD3State, batch: Transition, key: Array) -> tuple[TD3State, dict[str, Array]]:
+    """One critic step, and on every policy_delay-th step an actor step and the target updates."""
+    next_reward, mask = td.td_batch_parts(batch)
+    target = critic_target(config, state, batch, key)
 
     def critic_objective(critic_params):
         q = td.twin_q(config.network, critic_params, batch.state, batch.goal, batch.action)
@@ -210,15 +228,10 @@ def update(config: TD3Config, state: TD3State, batch: Transition, key: Array) ->
         config.critic_lr, critic_grads, state.critic_opt_state, state.critic_params
     )
     state = state.replace(critic_params=critic_params, critic_opt_state=critic_opt_state)
-    obs = jnp.concatenate([batch.state, batch.goal], axis=-1)
-
-    def actor_objective(actor_params, critic_params):
-        action = _mu(config, state.action_size, actor_params, obs)
-        q1 = td.twin_q(config.network, critic_params, batch.state, batch.goal, action)[0]
-        return deterministic_actor_loss(q1)
 
     def actor_and_targets(s: TD3State) -> tuple[TD3State, Array]:
-        loss, grads = jax.value_and_grad(actor_objective)(s.actor_params, jax.lax.stop_gradient(s.critic_params))
+        loss, grads = jax.value_and_grad(actor_objective, argnums=2)(
+            config, state.action_size, s.actor_params, jax.lax.stop_gradient(s.critic_params), batch)
         actor_params, actor_opt_state = common.adam_step(config.policy_lr, grads, s.actor_opt_state, s.actor_params)
         return s.replace(
             actor_params=actor_params,
@@ -228,7 +241,7 @@ def update(config: TD3Config, state: TD3State, batch: Transition, key: Array) ->
         ), loss
 
     def skip(s: TD3State) -> tuple[TD3State, Array]:  # the loss is still reported (a forward pass)
-        return s, actor_objective(s.actor_params, s.critic_params)
+        return s, actor_objective(config, state.action_size, s.actor_params, s.critic_params, batch)
 
     delayed = state.step % config.policy_delay == 0
     state, actor_loss_value = jax.lax.cond(delayed, actor_and_targets, skip, state)
@@ -243,3 +256,19 @@ def update(config: TD3Config, state: TD3State, batch: Transition, key: Array) ->
         "valid_fraction": jnp.mean(mask),
     }
     return state, metrics
+
+
+def diagnostics(config: TD3Config, previous: TD3State, state: TD3State, batch: Transition,
+                key: Array) -> dict[str, Array]:
+    """Per-layer statistics of the actor and of each twin critic (``critic_0``, ``critic_1``) and the
+    critics' Q mean, spread and TD error, on one probe batch (:mod:`gcrl_bench.diagnostics`). Gradients: the
+    actor loss (:func:`actor_objective`) and the TD loss against :func:`critic_target` at ``state``'s
+    parameters."""
+    actor_grads = jax.grad(actor_objective, argnums=2)(config, state.action_size, state.actor_params,
+                                                       state.critic_params, batch)
+    obs = jnp.concatenate([batch.state, batch.goal], axis=-1)
+    _, stats = diag.network_statistics("actor", config.network, previous.actor_params, state.actor_params,
+                                       actor_grads, obs)
+    stats.update(td.twin_critic_diagnostics(config.network, previous.critic_params, state.critic_params,
+                                            critic_target(config, state, batch, key), batch))
+    return stats

@@ -232,6 +232,10 @@ class Algorithm:
       config_cls: a frozen dataclass type; every field documented in the class docstring.
       init, act, update: the pure functions of the module docstring.
       description: one line shown by ``gcrl-bench list algos``.
+      diagnostics: optional ``diagnostics(config, previous, state, batch, key) -> dict[str, Array]``, the
+        per-layer and representation statistics of every network on one probe batch (``previous``: the
+        state at the start of the epoch, ``state`` at its end; keys ``<network>/<group>/<statistic>``, see
+        :mod:`gcrl_bench.diagnostics`). None: the algorithm reports none.
 
     Which hindsight relabelling the loop applies before ``update`` is the config's ``relabel`` field.
     """
@@ -242,6 +246,7 @@ class Algorithm:
     act: Callable[..., Array]
     update: Callable[..., tuple[PyTree, Mapping[str, Array]]]
     description: str = ""
+    diagnostics: Callable[..., Mapping[str, Array]] | None = None
 
 
 RELABEL_STRATEGIES: tuple[str, ...] = get_args(RelabelStrategy)

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import serialization
 
-from gcrl_bench import checkpoint, registry, results, sharding, trackers
+from gcrl_bench import checkpoint, diagnostics, registry, results, sharding, trackers
 from gcrl_bench.checkpoint import CheckpointConfig
 from gcrl_bench.config import derive_plan
 from gcrl_bench.errors import GcrlBenchError
@@ -46,11 +46,14 @@ class ExecutionOptions:
       devices: local devices one run uses, data-parallel (1: the single-device program; 0: all).
       logger: experiment tracker that mirrors each run's metrics rows, made in the process that executes
         the run: ``tensorboard`` or ``wandb`` (see :mod:`gcrl_bench.trackers`); None: none.
+      diagnostics: record per-layer and representation diagnostics (``diag/...`` in metrics.jsonl, warnings
+        in summary.json; :mod:`gcrl_bench.diagnostics`) every epoch. They do not change the run's results.
     """
 
     checkpoint: CheckpointConfig = CheckpointConfig()
     devices: int = 1
     logger: str | None = None
+    diagnostics: bool = True
 
     def __post_init__(self):
         trackers.make_tracker(self.logger)  # an unknown tracker or a missing package: refused before any run
@@ -280,7 +283,8 @@ def _train(run: RunSpec, options: ExecutionOptions, task, algorithm, plan, folde
     the remaining epochs (checkpointing between them), write the summary."""
     mesh = sharding.make_mesh(devices) if devices > 1 else None
     k_run, k_eval = jax.random.split(jax.random.PRNGKey(run.seed))
-    trainer = Trainer(task=task, algorithm=algorithm, algo_config=run.algo_config, loop=run.loop, mesh=mesh)
+    trainer = Trainer(task=task, algorithm=algorithm, algo_config=run.algo_config, loop=run.loop, mesh=mesh,
+                      diagnostics=options.diagnostics)
     callbacks.phase("compiling")
     compiled, compile_s = _compiled(trainer, k_run)
     ckpt = options.checkpoint
@@ -360,7 +364,8 @@ def _epoch(run: RunSpec, compiled: Compiled, plan, folder: results.RunDir, train
         "train_time_s": t_train,
         "train/env_steps_per_s": plan.env_steps_per_epoch / t_train,
         **{f"eval/{k}": float(np.mean(v)) for k, v in episodes.items()},
-        **{f"train/{k}": float(v) for k, v in train_metrics.items()},
+        **{f"train/{k}": float(v) for k, v in train_metrics.items() if not k.startswith(diagnostics.PREFIX)},
+        **diagnostics.flatten(train_metrics),
     }
     bad = sorted(k for k, v in row.items() if k.startswith("train/") and not np.isfinite(v))
     if not bool(compiled.all_finite(state.algo)):
@@ -395,6 +400,7 @@ def _finish(compiled: Compiled, compile_s: float, task, folder: results.RunDir, 
         "episode_length": task.spec.episode_length,
         "num_evaluations": len(rows),
         "final": {k: rows[-1][k] for k in rows[-1] if k.startswith("eval/")},
+        "warnings": diagnostics.run_warnings(rows[-1]),
     }
     results.atomic_write_text(folder.summary, results.to_json(summary))
     checkpoint.remove(folder.path)

@@ -26,11 +26,16 @@ import jax.numpy as jnp
 from flax import struct
 
 from gcrl_bench import buffer as replay
+from gcrl_bench import diagnostics
 from gcrl_bench import rollout
 from gcrl_bench import sharding
 from gcrl_bench.config import LoopConfig, LoopPlan, derive_plan
-from gcrl_bench.interface import Algorithm, EnvState, Task, TaskSpec
+from gcrl_bench.interface import Algorithm, EnvState, Task, TaskSpec, Transition
 from gcrl_bench.relabel import relabel_window
+
+
+# Folded into the loop's key for the diagnostics' probe batch (Trainer.diagnose); any fixed number would do.
+PROBE_STREAM = 0x0D1A6
 
 
 @struct.dataclass
@@ -67,6 +72,9 @@ class Trainer:
       task, algorithm, algo_config, loop: what to run.
       mesh: a one-axis device mesh (:mod:`gcrl_bench.sharding`) to run data-parallel on several devices;
         None (the default) builds the single-device programs, unchanged.
+      diagnostics: compute the algorithm's per-layer diagnostics (:mod:`gcrl_bench.diagnostics`) at the end
+        of every epoch on one probe batch, returned with the epoch's metrics as ``diag/...`` entries; they
+        leave the run's results unchanged. Ignored for an algorithm without a ``diagnostics`` function.
     """
 
     task: Task
@@ -74,6 +82,7 @@ class Trainer:
     algo_config: Any
     loop: LoopConfig
     mesh: Any = None
+    diagnostics: bool = True
 
     @property
     def spec(self) -> TaskSpec:
@@ -121,17 +130,22 @@ class Trainer:
             env_steps=state.env_steps + loop.num_envs * loop.unroll_length,
         )
 
+    def _relabelled_tuples(self, buffer: replay.BufferState, k_sample: jax.Array, k_relabel: jax.Array) -> Transition:
+        """One window per sampled environment, relabelled: a Transition of (windows_per_step, window_length, ...)."""
+        plan = self.plan
+        windows = replay.sample_windows(buffer, k_sample, plan.windows_per_step, plan.window_length)
+        relabel = self.algo_config.relabel
+        return jax.vmap(lambda k, o, a, t, e: relabel_window(k, o, a, t, e, self.spec, relabel))(
+            jax.random.split(k_relabel, plan.windows_per_step), *windows
+        )
+
     def _train_step(self, state: LoopState, _=None):
         """One training step: collect, sample windows, relabel, shuffle, scan of gradient steps."""
         loop, plan = self.loop, self.plan
         state = self._collect(state)
         key, k_sample, k_relabel, k_perm, k_update = jax.random.split(state.key, 5)
         state = state.replace(key=key)
-        windows = replay.sample_windows(state.buffer, k_sample, plan.windows_per_step, plan.window_length)
-        relabel = self.algo_config.relabel
-        tuples = jax.vmap(lambda k, o, a, t, e: relabel_window(k, o, a, t, e, self.spec, relabel))(
-            jax.random.split(k_relabel, plan.windows_per_step), *windows
-        )
+        tuples = self._relabelled_tuples(state.buffer, k_sample, k_relabel)
         n_used = loop.updates_per_step * loop.batch_size
         pick = jax.random.permutation(k_perm, plan.tuples_per_step)[:n_used]
         batches = jax.tree.map(
@@ -156,9 +170,29 @@ class Trainer:
         return jax.lax.fori_loop(0, self.plan.prefill_steps, lambda _, s: self._collect(s), state)
 
     def epoch(self, state: LoopState):
-        """training_steps_per_epoch training steps; returns the state and the epoch's mean train metrics."""
+        """training_steps_per_epoch training steps; returns the state and the epoch's mean train metrics,
+        with :meth:`diagnose`'s ``diag/...`` entries when ``diagnostics`` is on."""
+        previous = state.algo
         state, metrics = jax.lax.scan(self._train_step, state, None, length=self.plan.training_steps_per_epoch)
-        return state, {k: jnp.mean(v) for k, v in metrics.items()}
+        metrics = {k: jnp.mean(v) for k, v in metrics.items()}
+        if self.diagnostics and self.algorithm.diagnostics is not None:
+            metrics.update(self.diagnose(previous, state))
+        return state, metrics
+
+    def diagnose(self, previous_algo, state: LoopState) -> dict[str, jax.Array]:
+        """The algorithm's diagnostics on one probe batch of ``batch_size`` relabelled tuples, as
+        ``{"diag/<network>/<group>/<statistic>": array}`` (per-block statistics stacked, (num_blocks,)).
+
+        The probe's keys are folded out of ``state.key`` (PROBE_STREAM), which stays as it is: the loop's
+        random stream, and so the run, is the same with or without diagnostics.
+        """
+        base = jax.random.fold_in(state.key, PROBE_STREAM)
+        k_sample, k_relabel, k_pick, k_algo = jax.random.split(base, 4)
+        tuples = self._relabelled_tuples(state.buffer, k_sample, k_relabel)
+        pick = jax.random.permutation(k_pick, self.plan.tuples_per_step)[: self.loop.batch_size]
+        batch = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:])[pick], tuples)
+        stats = self.algorithm.diagnostics(self.algo_config, previous_algo, state.algo, batch, k_algo)
+        return {f"{diagnostics.PREFIX}{k}": v for k, v in stats.items()}
 
     def evaluate(self, algo_state, key: jax.Array) -> Mapping[str, jax.Array]:
         """One full episode in num_eval_envs fresh environments with the deterministic policy

@@ -27,7 +27,7 @@ def learning_curve(name: str) -> tuple[float, list[float], dict]:
     for _ in range(loop.num_epochs):
         state, metrics = compiled.epoch(state)
         curve.append(float(np.mean(compiled.evaluate(state.algo, jax.random.PRNGKey(7))["time_at_goal"])))
-    metrics = {k: float(v) for k, v in metrics.items()}
+    metrics = {k: float(v) for k, v in metrics.items() if not k.startswith("diag/")}  # diag/: per-block arrays
     assert all(np.isfinite(v) for v in metrics.values()), metrics
     print(f"{name} time at goal: untrained {before:.1f}, curve {[round(c, 1) for c in curve]}")
     return before, curve, metrics
