@@ -198,6 +198,9 @@ def cli():
                    "--widths, --residual, --layer-norm, --activation. Fields, types and defaults: "
                    "`gcrl-bench describe ALGO|PRESET`.")
 @click.option("--report/--no-report", default=True, show_default=True, help="Write the PDF report at the end.")
+@click.option("--diagnostics/--no-diagnostics", default=True, show_default=True,
+              help="Record per-layer and representation diagnostics (diag/... in metrics.jsonl, warnings in "
+                   "summary.json) once per epoch; see `gcrl-bench inspect RUN_DIR`.")
 @click.option("--checkpoint-every", type=int, default=5, show_default=True,
               help="Checkpoint every K epochs (0: only on SIGTERM/SIGINT); an interrupted run resumes from it.")
 @click.option("--checkpoint-buffer-limit-mb", type=int, default=4096, show_default=True,
@@ -257,7 +260,7 @@ def _sweep_params(ctx: click.Context) -> dict[str, object]:
 def _run_sweep(algos, tasks, depths, widths, seeds, preset, env_steps, epochs, out, residual, layer_norm, activation, sets, report,
         checkpoint_every, checkpoint_buffer_limit_mb, devices, executor, workers, ray_address, cpus_per_run,
         gpus_per_run, slurm_partition, slurm_time_min, slurm_mem_gb, slurm_account, slurm_qos, slurm_constraint,
-        slurm_cluster, logger, dry_run=False, batch_sizes=None):
+        slurm_cluster, logger, dry_run=False, batch_sizes=None, diagnostics=True):
     """The body of ``run`` once the sweep file and the flags are merged (``sets``: the overrides)."""
     from gcrl_bench import registry, results
     from gcrl_bench.checkpoint import CheckpointConfig
@@ -284,7 +287,7 @@ def _run_sweep(algos, tasks, depths, widths, seeds, preset, env_steps, epochs, o
         raise ConfigError(f"--checkpoint-buffer-limit-mb {checkpoint_buffer_limit_mb}: must be >= 0 (0: never save the buffer)")
     options = ExecutionOptions(
         checkpoint=CheckpointConfig(every_epochs=checkpoint_every, buffer_max_bytes=checkpoint_buffer_limit_mb << 20),
-        devices=parse_devices(devices), logger=None if logger == "none" else logger,
+        devices=parse_devices(devices), logger=None if logger == "none" else logger, diagnostics=diagnostics,
     )
     executor_config = ExecutorConfig(
         kind=executor, workers=workers, ray_address=ray_address, cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run,
@@ -535,6 +538,18 @@ def report(results_dir, output, reps, seed):
 
 _CAMERA_HELP = ("overview: the whole scene from above at an angle (mazes read as their layout); top: straight "
                 "down; or the name of a camera in the task's model.")
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+def inspect(run_dir):
+    """Print the last epoch's per-block diagnostics of every network of a run and its warnings."""
+    from gcrl_bench import diagnostics, results
+
+    rows = results.read_metrics(Path(run_dir) / "metrics.jsonl")
+    if not rows:
+        raise ConfigError(f"{run_dir}: no metrics.jsonl rows yet; inspect a run that finished an epoch")
+    click.echo(diagnostics.format_table(rows[-1]))
 
 
 @cli.command()

@@ -326,3 +326,35 @@ def run_warnings(row: Mapping[str, Any]) -> list[str]:
             found.append(f"policy entropy collapse: {key} = {row[key]:.3g} < {ENTROPY_COLLAPSE_LOG_STD:g} "
                          f"(log-std floor {LOG_STD_MIN:g}) at epoch {epoch}")
     return found
+
+
+# The columns of :func:`format_table`: (statistic, header).
+_TABLE_COLUMNS = (("grad_norm", "grad"), ("param_norm", "param"), ("update_ratio", "update"),
+                  ("input_norm", "|x|"), ("branch_norm", "|h|"), ("branch_ratio", "|h|/|x|"),
+                  ("act_mean", "act mean"), ("act_std", "act std"), ("dead_fraction", "dead"))
+
+
+def format_table(row: Mapping[str, Any]) -> str:
+    """A terminal table of one metrics row's diagnostics (``gcrl-bench inspect``): per network one line per
+    group (input, block_000 ..., output) with the per-layer statistics (blank where a group has none), then
+    the network's other output statistics, then the row's :func:`run_warnings`."""
+    epoch = row.get("epoch", "?")
+    nets = networks(row)
+    if not nets:
+        return f"epoch {epoch}: no diagnostics recorded (the run used --no-diagnostics)"
+    lines = [f"epoch {epoch}"]
+    header = f"{'group':<11}" + "".join(f"{h:>11}" for _, h in _TABLE_COLUMNS)
+    for network in nets:
+        head = f"{PREFIX}{network}/"
+        groups = sorted({k[len(head):].split("/")[0] for k in row if k.startswith(head)},
+                        key=lambda g: (g != "input", g == "output", g))
+        lines += ["", network, header]
+        for group in groups:
+            cells = [row.get(f"{head}{group}/{stat}") for stat, _ in _TABLE_COLUMNS]
+            lines.append(f"{group:<11}" + "".join(f"{'':>11}" if v is None else f"{v:>11.4g}" for v in cells))
+        shown = {stat for stat, _ in _TABLE_COLUMNS}
+        extra = sorted(k for k in row if k.startswith(f"{head}output/") and k.rsplit("/", 1)[1] not in shown)
+        lines += [f"  {k.rsplit('/', 1)[1]} = {row[k]:.4g}" for k in extra]
+    found = run_warnings(row)
+    lines += ["", "warnings:" if found else "warnings: none"] + [f"  {w}" for w in found]
+    return "\n".join(lines)

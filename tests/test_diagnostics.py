@@ -10,9 +10,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
 from gcrl_bench import diagnostics as diag
 from gcrl_bench import registry
+from gcrl_bench.cli import cli
 from gcrl_bench.config import get_preset
 from gcrl_bench.networks import NetworkConfig, ResidualMLP
 from gcrl_bench.runner import ExecutionOptions, execute
@@ -179,3 +181,24 @@ def test_a_depth_8_crl_run_records_every_block_of_every_network(tmp_path):
     summary_file = json.loads((tmp_path / "runs" / run.run_id / "summary.json").read_text())
     assert summary_file["warnings"] == summary["warnings"] == diag.run_warnings(rows[-1])
     assert ExecutionOptions(diagnostics=False).diagnostics is False
+
+    result = CliRunner().invoke(cli, ["inspect", str(tmp_path / "runs" / run.run_id)])
+    assert result.exit_code == 0, result.output
+    table = result.output.splitlines()
+    assert table[0] == "epoch 2" and "warnings" in result.output
+    for net in ("actor", "goal_encoder", "sa_encoder"):
+        assert net in table
+    (line,) = [l for l in table[table.index("sa_encoder"):] if l.startswith("block_001")][:1]
+    assert float(line.split()[1]) == pytest.approx(rows[-1]["diag/sa_encoder/block_001/grad_norm"], rel=1e-3)
+
+
+def test_inspect_table_lists_groups_in_order_and_the_warnings():
+    row = {"epoch": 4, **diag.flatten({"diag/actor/blocks/grad_norm": np.array([1e-5, 1.0]),
+                                       "diag/actor/input/grad_norm": 3.0, "diag/actor/output/grad_norm": 2.0,
+                                       "diag/actor/output/log_std_mean": -4.9})}
+    lines = diag.format_table(row).splitlines()
+    assert [l.split()[0] for l in lines[4:8]] == ["input", "block_000", "block_001", "output"]
+    assert lines[:4] == ["epoch 4", "", "actor", lines[3]] and lines[3].split()[:2] == ["group", "grad"]
+    assert lines[8] == "  log_std_mean = -4.9"
+    assert lines[-2].startswith("  vanishing gradients in actor") and lines[-1].startswith("  policy entropy collapse")
+    assert "no diagnostics" in diag.format_table({"epoch": 1, "train/critic_loss": 1.0})
