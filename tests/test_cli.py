@@ -78,7 +78,7 @@ def assert_one_line_error(code, err, *needles):
          ["run crl point_u_maze d4 w32 batch_size 256: batch_size x updates_per_step (256 x 20 = 5120) exceeds the 3984",
           "or batch_size <= 199"]),
         (["describe", "crll"], ["unknown name 'crll' (did you mean 'crl'?)", "algorithms: crl,", "tasks: ",
-                                "point_u_maze", "presets: paper, quick, smoke"]),
+                                "point_u_maze", "presets: paper, quick, control, smoke, quickstart"]),
         (["run", "--tasks", "point_u_maze", "--preset", "huge"], ["unknown preset 'huge'", "smoke"]),
         (["report", "/nonexistent/results"], ["not a gcrl-bench results directory"]),
     ],

@@ -50,5 +50,5 @@ def test_every_preset_is_valid_for_an_ant_sized_task():
 
 
 def test_unknown_preset_lists_known():
-    with pytest.raises(UnknownNameError, match="known presets: paper, quick, smoke"):
+    with pytest.raises(UnknownNameError, match="known presets: paper, quick, control, smoke, quickstart"):
         get_preset("fast")
