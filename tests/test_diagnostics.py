@@ -19,7 +19,7 @@ from gcrl_bench.config import get_preset
 from gcrl_bench.networks import NetworkConfig, ResidualMLP
 from gcrl_bench.runner import ExecutionOptions, execute
 from gcrl_bench.runspec import RunSpec
-from gcrl_bench.training import Trainer
+from gcrl_bench.training import Trainer, compile_trainer
 
 BLOCK_STATS = ("grad_norm", "param_norm", "update_ratio", "input_norm", "branch_norm", "branch_ratio", "act_mean",
                "act_std", "dead_fraction")
@@ -202,3 +202,19 @@ def test_inspect_table_lists_groups_in_order_and_the_warnings():
     assert lines[8] == "  log_std_mean = -4.9"
     assert lines[-2].startswith("  vanishing gradients in actor") and lines[-1].startswith("  policy entropy collapse")
     assert "no diagnostics" in diag.format_table({"epoch": 1, "train/critic_loss": 1.0})
+
+
+def test_diagnostics_leave_the_training_unchanged():
+    """The probe's keys are folded out of the loop's key, which is not advanced: the state after an epoch
+    is the same, bit for bit, with and without diagnostics."""
+    task, algo = registry.get_task("point_u_maze"), registry.get_algorithm("crl")
+    config = algo.config_cls(network=NetworkConfig(depth=8, width=16))
+    loop = _crl_run(4).loop
+    states = []
+    for on in (True, False):
+        compiled = compile_trainer(Trainer(task, algo, config, loop, diagnostics=on), jax.random.PRNGKey(0))
+        state, metrics = compiled.epoch(compiled.prefill(compiled.init(jax.random.PRNGKey(0))))
+        assert any(k.startswith("diag/") for k in metrics) == on
+        states.append(jax.device_get(state))
+    for a, b in zip(jax.tree.leaves(states[0]), jax.tree.leaves(states[1])):
+        np.testing.assert_array_equal(a, b)
