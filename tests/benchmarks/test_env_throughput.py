@@ -19,12 +19,11 @@ import json
 import os
 import subprocess
 import sys
-import time
 
-import jax
 import pytest
 
 from gcrl_bench import registry, xla_setup
+from gcrl_bench.benchmarks.timing import env_throughput as measure  # (env steps/s, cold compile s)
 from gcrl_bench.tasks import ant_maze
 
 SIZES = {256: 100, 1024: 20}
@@ -43,35 +42,6 @@ OPEN_FLOOR = {"ant": "ant", "humanoid": "humanoid"}
 """Body family prefix -> the open-floor task its mazes are compared with."""
 
 _RESULTS: dict[tuple[str, int], tuple[float, float]] = {}
-
-
-def measure(task, n_envs: int, n_steps: int, repeats: int = 3) -> tuple[float, float]:
-    """(env steps per second, compile seconds) of a jitted n_steps scan over vmap(step), n_envs envs."""
-    keys = jax.random.split(jax.random.PRNGKey(0), n_envs)
-    states = jax.jit(jax.vmap(task.reset))(keys)
-
-    # A constant unique to this call makes the program new to JAX's persistent compilation cache, so the
-    # compile time below is a cold one (the flag that disables the cache is read once per process).
-    salt = 2.0 + time.time_ns() % 1_000_003
-
-    def run(states, key):
-        def body(s, k):
-            actions = jax.random.uniform(k, (n_envs, task.spec.action_size), minval=-1.0, maxval=1.0)
-            actions = jax.numpy.where(actions > salt, 0.0, actions)  # never true: |actions| <= 1 < salt
-            return jax.vmap(task.step)(s, actions), None
-
-        return jax.lax.scan(body, states, jax.random.split(key, n_steps))[0]
-
-    start = time.perf_counter()
-    compiled = jax.jit(run).lower(states, jax.random.PRNGKey(1)).compile()
-    compile_s = time.perf_counter() - start
-    states = jax.block_until_ready(compiled(states, jax.random.PRNGKey(1)))
-    best = float("inf")
-    for r in range(repeats):
-        start = time.perf_counter()
-        states = jax.block_until_ready(compiled(states, jax.random.PRNGKey(2 + r)))
-        best = min(best, time.perf_counter() - start)
-    return n_envs * n_steps / best, compile_s
 
 
 def _fmt(x, spec):
