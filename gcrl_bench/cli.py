@@ -389,12 +389,12 @@ def list_(what):
             if s.benchmark:
                 kind = "benchmark"
             elif entry.origin == registry.BUILTIN:
-                kind = "SANITY (not one of the ten)"
+                kind = ("CONTROL" if s.description.startswith("control") else "SANITY") + " (not one of the ten)"
             else:
                 kind = "plugin (not one of the ten)"
             budget = f"{PAPER_BUDGETS[name] // 1_000_000}M steps" if name in PAPER_BUDGETS else "-"
             click.echo(
-                f"  {name:<20} {kind:<27} obs {s.observation_size:>3} act {s.action_size:>2} goal {list(s.goal_indices)} "
+                f"  {name:<20} {kind:<28} obs {s.observation_size:>3} act {s.action_size:>2} goal {list(s.goal_indices)} "
                 f"r<{s.success_threshold} T={s.episode_length} eval goals: {s.eval_goal_set:<5} paper budget {budget:<10} "
                 f"[{entry.origin}]"
             )
