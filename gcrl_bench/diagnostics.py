@@ -17,42 +17,43 @@ Networks: ``actor`` (every algorithm), ``sa_encoder`` and ``goal_encoder`` (CRL'
 (the last Dense). Norms are L2 norms over every parameter of the group (kernels, biases, LayerNorm
 scales and biases).
 
-============================  =========================================================================
-statistic (groups)            definition
-============================  =========================================================================
-grad_norm (all)               ||dL/dtheta_group|| of the network's own loss on the probe batch, at the
-                              parameters at the end of the epoch (CRL: the critic's contrastive loss
-                              for the encoders, the actor loss for the actor; SAC/TD3: the TD loss for
-                              the critics, the actor loss for the actor; GCSL/GCBC: the policy loss).
-param_norm (all)              ||theta_group|| at the end of the epoch.
-update_ratio (all)            ||theta_group(end) - theta_group(start)|| / ||theta_group(start)||: how far
-                              the epoch moved the group, relative to its size.
-input_norm (blocks)           mean over the probe batch of ||x_b||, x the block's input (B, width).
-branch_norm (blocks)          mean over the probe batch of ||h_b||, h the output of the block's fourth
-                              unit, i.e. the residual branch added to x.
-branch_ratio (blocks)         branch_norm / input_norm.
-act_mean, act_std (blocks)    mean and standard deviation of the outputs of the block's four units
-                              (after the activation), over the probe batch, the 4 units and the width.
-dead_fraction (blocks)        fraction of the block's 4 x width units that are dead on the whole probe
-                              batch: pre-activation (the activation's input: the LayerNorm output, or the
-                              Dense output without LayerNorm) below DEAD_THRESHOLD[activation] on every
-                              row (swish: -3, where swish(x) > -0.15 and swish'(x) > -0.09; relu: 0);
-                              for tanh, |pre-activation| > 3 on every row (saturated, tanh' < 0.01).
-repr_norm_mean, repr_norm_max mean and max over the probe batch of ||phi_b|| (sa_encoder) or ||psi_b||
-  (sa_encoder/goal_encoder    (goal_encoder), the (B, repr_dim) representations.
+================================  =========================================================================
+statistic (groups)                definition
+================================  =========================================================================
+grad_norm (all)                   ||dL/dtheta_group|| of the network's own loss on the probe batch, at the
+                                  parameters at the end of the epoch (CRL: the critic's contrastive loss
+                                  for the encoders, the actor loss for the actor; SAC/TD3: the TD loss for
+                                  the critics, the actor loss for the actor; GCSL/GCBC: the policy loss).
+param_norm (all)                  ||theta_group|| at the end of the epoch.
+update_ratio (all)                ||theta_group(end) - theta_group(start)|| / ||theta_group(start)||: how far
+                                  the epoch moved the group, relative to its size.
+input_norm (blocks)               mean over the probe batch of ||x_b||, x the block's input (B, width).
+branch_norm (blocks)              mean over the probe batch of ||h_b||, h the output of the block's fourth
+                                  unit, i.e. the residual branch added to x.
+branch_ratio (blocks)             branch_norm / input_norm.
+act_mean, act_std (blocks)        mean and standard deviation of the outputs of the block's four units
+                                  (after the activation), over the probe batch, the 4 units and the width.
+dead_fraction (blocks)            fraction of the block's 4 x width units that are dead on the whole probe
+                                  batch: pre-activation (the activation's input: the LayerNorm output, or the
+                                  Dense output without LayerNorm) below DEAD_THRESHOLD[activation] on every
+                                  row (swish: -3, where swish(x) > -0.15 and swish'(x) > -0.09; relu: 0);
+                                  for tanh, |pre-activation| > 3 on every row (saturated, tanh' < 0.01).
+repr_norm_mean, repr_norm_max     mean and max over the probe batch of ||phi_b|| (sa_encoder) or ||psi_b||
+  (sa_encoder/goal_encoder        (goal_encoder), the (B, repr_dim) representations.
   output)
-effective_rank (sa_encoder/   exp of the entropy of the normalised singular values p_i = s_i / sum_j s_j
-  goal_encoder output)        of the (B, repr_dim) representations (Roy and Vetterli 2007): 1 for a
-                              rank-1 batch, k for k orthogonal directions of equal size.
-mean_pairwise_cosine          mean over pairs i != k of cos(psi_i, psi_k) (goal_encoder output).
+effective_rank (sa_encoder/       exp of the entropy of the normalised singular values p_i = s_i / sum_j s_j
+  goal_encoder output)            of the (B, repr_dim) representations (Roy and Vetterli 2007): 1 for a
+                                  rank-1 batch, k for k orthogonal directions of equal size.
+mean_pairwise_cosine              mean over pairs i != k of cos(psi_i, psi_k) (goal_encoder output).
   (goal_encoder output)
-entropy (actor output)        -mean_b log pi(a~_b | s_b, g_b) of fresh samples a~ (stochastic actors).
-log_std_mean (actor output)   mean of the policy's log-std over the batch and the action dimensions
-                              (stochastic actors; it lies in [-5, 2]).
-q_mean, q_std (critic_i       mean and standard deviation over the valid tuples (mask 1) of
-  output)                     Q_i(s, a, g) on the probe batch (SAC, TD3).
-td_error (critic_i output)    mean over the valid tuples of |Q_i(s, a, g) - y|, y the algorithm's TD target.
-============================  =========================================================================
+entropy (actor output)            -mean_b log pi(a~_b | s_b, g_b) of fresh samples a~ (stochastic actors).
+log_std_mean (actor output)       mean of the policy's log-std over the batch and the action dimensions
+                                  (stochastic actors; it lies in [-5, 2]).
+q_mean, q_std (critic_i           mean and standard deviation over the valid tuples (mask 1) of
+  output)                         Q_i(s, a, g) on the probe batch (SAC, TD3).
+td_error (critic_i output)        mean over the valid tuples of |Q_i(s, a, g) - y|, y the algorithm's TD
+                                  target.
+================================  =========================================================================
 
 Warnings (:func:`run_warnings`, summary.json ``warnings``), each on the last epoch's row:
 
