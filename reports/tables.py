@@ -261,7 +261,9 @@ def display_task_table(tasks: pd.DataFrame) -> pd.DataFrame:
             for _, r in tasks.iterrows()
         ],
         "Paper Table 1": [
-            "" if not math.isfinite(r["paper_table1_mean"]) else f"{r['paper_table1_mean']:g} ± {r['paper_table1_se']:g}"
+            "" if not math.isfinite(r["paper_table1_mean"])
+            else f"{r['paper_table1_mean']:g} ± {r['paper_table1_se']:g}"
+            + (f" ({reference.paper_note(r['task'])})" if reference.paper_note(r["task"]) else "")
             for _, r in tasks.iterrows()
         ],
     })

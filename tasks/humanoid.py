@@ -1,4 +1,5 @@
-"""The humanoid tasks: ``humanoid`` (open floor, radial goals), ``humanoid_u_maze``, ``humanoid_big_maze``.
+"""The humanoid tasks: ``humanoid`` (open floor, radial goals), ``humanoid_u_maze``, ``humanoid_big_maze``, and
+``humanoid_paper_dt``, ``humanoid`` at the physics step the paper's code ran (not one of the ten benchmark tasks).
 
 Facts (model, action scaling, observation, goals, termination, layouts) follow docs/tasks.md §3 and §4.
 
@@ -15,6 +16,10 @@ per ``#`` cell at (2i, 2j, 0.5).
 Physics step: 0.0015 s x 10 substeps = **0.015 s per env step for all three tasks**. This is the step the
 reference intended and the one brax >= 0.10.4 and JaxGCRL run; the paper's own stack ran plain ``humanoid``
 at 0.003 s x 10 = 0.03 s because brax 0.10.1's spring pipeline ignored the timestep it set (docs/tasks.md §9.1).
+``humanoid_paper_dt`` is ``humanoid`` with that as-run step, 0.003 s (the XML's own ``timestep``) x 10 substeps
+= 0.03 s per env step, so a 1000-step episode lasts 30 s of simulated time instead of 15 s; observation, goals,
+success, termination and resets are those of ``humanoid``. It is there to compare with the paper's Table 1 row
+for ``humanoid`` (docs/tasks.md §3.9) and is registered with ``benchmark=False``.
 
 Action a in [-1, 1]^17 drives the motors with ctrl = 0.4 a (the ctrlrange [-0.4, 0.4] spanned linearly), so
 torques reach 140 N m for abdomen and legs and 40 N m for the arms.
@@ -70,6 +75,10 @@ Array = jax.Array
 
 PHYSICS_DT = 0.0015
 """Physics step (s); see the module docstring on the 0.015 s env step."""
+PAPER_RUN_DT = 0.003
+"""Physics step (s) the paper's stack actually ran plain ``humanoid`` at: the ``timestep`` of brax's
+``humanoid.xml``, which brax 0.10.1's spring pipeline used instead of the 0.0015 s the reference set
+(docs/tasks.md §9.1). Used only by ``humanoid_paper_dt``."""
 N_FRAMES = 10
 GEARS = (350.0,) * 11 + (100.0,) * 6
 """Motor gears in actuator order: abdomen (3) and legs (8), then arms (6)."""
@@ -155,9 +164,9 @@ def build_mj_model(
     return spec.compile()
 
 
-def build_system(mj_model: mujoco.MjModel) -> System:
-    """The brax system with the 0.0015 s physics step (spring reads ``opt.timestep``)."""
-    return mjcf.load_model(mj_model).tree_replace({"opt.timestep": PHYSICS_DT})
+def build_system(mj_model: mujoco.MjModel, physics_dt: float = PHYSICS_DT) -> System:
+    """The brax system with a ``physics_dt`` physics step (default 0.0015 s; spring reads ``opt.timestep``)."""
+    return mjcf.load_model(mj_model).tree_replace({"opt.timestep": physics_dt})
 
 
 # ------------------------------------------------------------------------------------- observation
@@ -205,11 +214,20 @@ class Humanoid:
       collision: for a maze, ``"nearby"`` (default) computes wall contacts in closed form for the cells
         around each geom; ``"brax"`` puts every wall box into the brax model and steps
         ``brax.spring.pipeline`` (slow; kept for comparison and tests).
+      physics_dt: the physics step in seconds (PHYSICS_DT, or PAPER_RUN_DT for ``humanoid_paper_dt``); one env
+        step is N_FRAMES substeps of it and must equal ``spec.env_step_seconds``.
     """
 
-    def __init__(self, spec: TaskSpec, layout: Sequence[str] | None = None, collision: Collision = "nearby"):
+    def __init__(self, spec: TaskSpec, layout: Sequence[str] | None = None, collision: Collision = "nearby",
+                 physics_dt: float = PHYSICS_DT):
         if collision not in ("nearby", "brax"):
             raise ValueError(f"collision must be 'nearby' or 'brax', got {collision!r}")
+        if not math.isclose(physics_dt * N_FRAMES, spec.env_step_seconds, rel_tol=1e-9):
+            raise ValueError(
+                f"physics_dt {physics_dt} s x {N_FRAMES} substeps = {physics_dt * N_FRAMES:g} s per env step, but "
+                f"task {spec.name!r} declares env_step_seconds={spec.env_step_seconds:g}; make them agree"
+            )
+        self.physics_dt = physics_dt
         self.spec = spec
         self.layout = None if layout is None else tuple(layout)
         self.collision = collision
@@ -226,7 +244,7 @@ class Humanoid:
             self.goals = jp.array([cell_xy(c) for c in cells(self.layout, "G")], dtype=jp.float32)
         self._model_args = model_args
         self.mj_model = build_mj_model(self.start_xy, self.walls if collision == "brax" else (), **model_args)
-        self.sys = build_system(self.mj_model)
+        self.sys = build_system(self.mj_model, physics_dt)
         self.wall_grid = jp.asarray(maze_walls.wall_grid(self.layout or ()))
         self._geoms = maze_walls.body_geoms(self.mj_model, self.sys, WALL_FRICTION)
         if self._geoms.extent >= CELL_SIZE / 2:
@@ -318,15 +336,26 @@ TASK_LAYOUTS: dict[str, str | None] = {
     "humanoid": None,
     "humanoid_u_maze": "u_maze",
     "humanoid_big_maze": "big_maze",
+    "humanoid_paper_dt": None,
 }
+PHYSICS_DTS: dict[str, float] = {name: PHYSICS_DT for name in TASK_LAYOUTS} | {"humanoid_paper_dt": PAPER_RUN_DT}
+"""Physics step (s) per task: 0.0015 s, except ``humanoid_paper_dt`` at the paper's as-run 0.003 s."""
+BENCHMARK_TASKS = ("humanoid", "humanoid_u_maze", "humanoid_big_maze")
+"""The humanoid tasks among the paper's ten; ``humanoid_paper_dt`` is a comparison variant."""
 _DESCRIPTIONS = {
     "humanoid": "humanoid on open floor; goals 1-5 m away in any direction at torso height",
     "humanoid_u_maze": "humanoid in a U-shaped maze (5x5 cells of 2 m), 6 goal cells",
     "humanoid_big_maze": "humanoid in an 8x8-cell maze (2 m cells), 25 goal cells",
+    "humanoid_paper_dt": (
+        "humanoid as the paper's code ran it (0.03 s per env step), for comparison with its Table 1; "
+        "not one of the ten"
+    ),
 }
 
 
 def task_spec(name: str) -> TaskSpec:
+    """The TaskSpec of a humanoid task: the same sizes, goal slice, threshold and episode length for all four;
+    env step PHYSICS_DTS[name] x N_FRAMES; ``benchmark`` only for BENCHMARK_TASKS."""
     return TaskSpec(
         name=name,
         state_size=268,
@@ -335,10 +364,10 @@ def task_spec(name: str) -> TaskSpec:
         action_size=17,
         success_threshold=0.5,
         episode_length=1000,
-        env_step_seconds=PHYSICS_DT * N_FRAMES,
+        env_step_seconds=PHYSICS_DTS[name] * N_FRAMES,
         backend="spring",
         eval_goal_set="train",
-        benchmark=True,
+        benchmark=name in BENCHMARK_TASKS,
         description=_DESCRIPTIONS[name],
     )
 
@@ -347,15 +376,16 @@ SPECS: dict[str, TaskSpec] = {name: task_spec(name) for name in TASK_LAYOUTS}
 
 
 def make_humanoid(name: str, collision: Collision = "nearby") -> Humanoid:
-    """Builds one of the three humanoid tasks by registry name."""
+    """Builds one of the humanoid tasks (TASK_LAYOUTS) by registry name."""
     if name not in TASK_LAYOUTS:
         raise ValueError(f"unknown humanoid task {name!r}; known: {', '.join(TASK_LAYOUTS)}")
     layout = TASK_LAYOUTS[name]
-    return Humanoid(SPECS[name], LAYOUTS[layout] if layout else None, collision=collision)
+    return Humanoid(SPECS[name], LAYOUTS[layout] if layout else None, collision=collision,
+                    physics_dt=PHYSICS_DTS[name])
 
 
 def register_all() -> None:
-    """Registers the three humanoid tasks (built lazily on first use)."""
+    """Registers the three benchmark humanoid tasks and ``humanoid_paper_dt`` (built lazily on first use)."""
     from gcrl_bench.registry import register_task
 
     for name, spec in SPECS.items():

@@ -1,6 +1,7 @@
 """Humanoid tasks: spec and model against docs/tasks.md §3-§4, reset/observation, falls, walls that hold, parity
 with brax's spring step and with mjx.collision."""
 
+import dataclasses
 import types
 
 import jax
@@ -68,13 +69,81 @@ def _resets(task, seed, n=N_ENVS):
 def test_specs_and_register_all(monkeypatch):
     monkeypatch.setattr(registry, "_TASKS", {})
     humanoid.register_all()
-    assert set(registry._TASKS) == {"humanoid", "humanoid_u_maze", "humanoid_big_maze"}
-    for entry in registry._TASKS.values():
+    assert set(registry._TASKS) == {"humanoid", "humanoid_u_maze", "humanoid_big_maze", "humanoid_paper_dt"}
+    for name, entry in registry._TASKS.items():
+        if name == "humanoid_paper_dt":  # the as-run variant: test_paper_dt_spec
+            continue
         spec = entry.spec
         assert (spec.state_size, spec.goal_size, spec.goal_indices, spec.action_size) == (268, 3, (0, 1, 2), 17)
         assert (spec.observation_size, spec.success_threshold, spec.episode_length) == (271, 0.5, 1000)
         assert spec.env_step_seconds == pytest.approx(0.015) and spec.backend == "spring"
         assert spec.eval_goal_set == "train" and spec.benchmark
+
+
+def test_paper_dt_spec():
+    """humanoid_paper_dt is humanoid's spec with only the step (0.003 s x 10 = 0.03 s), name, description and the
+    benchmark flag changed; a 1000-step episode is 30 s of simulated time."""
+    spec, plain = humanoid.SPECS["humanoid_paper_dt"], humanoid.SPECS["humanoid"]
+    assert spec.env_step_seconds == pytest.approx(0.03) and plain.env_step_seconds == pytest.approx(0.015)
+    assert spec.episode_length * spec.env_step_seconds == pytest.approx(30.0)
+    assert not spec.benchmark and spec.description.startswith("humanoid as the paper's code ran it (0.03 s")
+    assert spec.description.endswith("not one of the ten")
+    assert spec == dataclasses.replace(plain, name="humanoid_paper_dt", env_step_seconds=spec.env_step_seconds,
+                                       benchmark=False, description=spec.description)
+    assert (spec.state_size, spec.goal_indices, spec.success_threshold, spec.episode_length) == (268, (0, 1, 2), 0.5, 1000)
+
+
+def test_paper_dt_not_a_default_benchmark_task():
+    """`gcrl-bench run` without --tasks trains registry.benchmark_task_names(): still the ten, humanoid among them."""
+    names = registry.benchmark_task_names()
+    assert "humanoid_paper_dt" in registry.task_entries() and "humanoid_paper_dt" not in names
+    assert "humanoid" in names and len(names) == 10
+
+
+def test_paper_dt_system():
+    """The variant's brax system steps 0.003 s (the shipped humanoid.xml's own timestep) x 10 substeps."""
+    task = humanoid.make_humanoid("humanoid_paper_dt")
+    assert float(task.sys.opt.timestep) == pytest.approx(0.003) and humanoid.N_FRAMES == 10
+    assert mujoco.MjModel.from_xml_path(humanoid._brax_humanoid_xml()).opt.timestep == pytest.approx(0.003)
+    assert task.physics_dt * humanoid.N_FRAMES == pytest.approx(task.spec.env_step_seconds)
+    # the rest of the model is humanoid's
+    plain = humanoid.make_humanoid("humanoid")
+    np.testing.assert_array_equal(task.sys.init_q, plain.sys.init_q)
+    np.testing.assert_array_equal(task.mj_model.actuator_gear, plain.mj_model.actuator_gear)
+    with pytest.raises(ValueError, match="env_step_seconds=0.015"):
+        humanoid.Humanoid(humanoid.SPECS["humanoid"], physics_dt=humanoid.PAPER_RUN_DT)
+
+
+def test_paper_dt_step_is_0_03_seconds_of_free_fall():
+    """Held 50 m up with zero control, one env step is 10 semi-implicit Euler substeps of free fall: torso
+    vz = -g n dt and a drop of g dt^2 n (n + 1) / 2. With dt = 0.003, n = 10: vz = -0.2943 m/s, drop 4.856 mm
+    (at 0.015 s per step they would be -0.1472 m/s and 1.214 mm)."""
+    task = humanoid.make_humanoid("humanoid_paper_dt")
+    q = jp.asarray(task.sys.init_q).at[2].set(50.0)
+    start = spring_pipeline.init(task.sys, q, jp.zeros(task.sys.qd_size()))
+    after = jax.jit(task.physics_step)(start, jp.zeros(17))
+    g, dt, n = 9.81, 0.003, 10
+    assert float(after.qd[2]) == pytest.approx(-g * n * dt, rel=2e-3)
+    assert 50.0 - float(after.q[2]) == pytest.approx(g * dt**2 * n * (n + 1) / 2, rel=5e-3)
+
+
+def test_paper_column_for_humanoid_and_its_variant():
+    """The report's paper column: the variant gets the paper's humanoid row (and its 100M budget); plain humanoid
+    gets the same number marked as obtained at 0.03 s per step."""
+    import pandas as pd
+
+    from gcrl_bench.reports import reference, tables
+
+    assert reference.paper_table1("crl", "humanoid_paper_dt", 64, 256, 1000, 100_000_000) == (649.0, 19.0)
+    assert reference.paper_table1("crl", "humanoid_paper_dt", 4, 256, 1000, 100_000_000) == (12.6, 1.3)
+    assert reference.paper_table1("crl", "humanoid_paper_dt", 64, 256, 1000, 50_000_000) is None
+    assert reference.paper_table1("crl", "humanoid", 64, 256, 1000, 100_000_000) == (649.0, 19.0)
+    assert reference.paper_note("humanoid") == "at 0.03 s/step" and reference.paper_note("humanoid_paper_dt") == ""
+    row = dict(algo="crl", depth=64, width=256, num_seeds=3, episode_length="1000", env_steps=100_000_000,
+               mean=600.0, ci95_low=590.0, ci95_high=610.0, paper_table1_mean=649.0, paper_table1_se=19.0,
+               **{f"{m}{suffix}": 0.5 for m in ("success_any", "success_at_end") for suffix in ("", "_ci95_low", "_ci95_high")})
+    shown = tables.display_task_table(pd.DataFrame([dict(row, task="humanoid"), dict(row, task="humanoid_paper_dt")]))
+    assert shown["Paper Table 1"].tolist() == ["649 ± 19 (at 0.03 s/step)", "649 ± 19"]
 
 
 @pytest.mark.parametrize(
