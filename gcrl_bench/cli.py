@@ -16,6 +16,7 @@ from pathlib import Path
 
 import click
 
+from gcrl_bench.budgets import TimeBudgetReached
 from gcrl_bench.errors import ConfigError, GcrlBenchError, UnknownNameError
 from gcrl_bench.overrides import Override, apply_overrides, field_rows, resolve_overrides
 
@@ -203,6 +204,13 @@ def cli():
                    "summary.json) once per epoch; see `gcrl-bench inspect RUN_DIR`.")
 @click.option("--checkpoint-every", type=int, default=5, show_default=True,
               help="Checkpoint every K epochs (0: only on SIGTERM/SIGINT); an interrupted run resumes from it.")
+@click.option("--time-budget", "time_budget", type=float, default=None, metavar="HOURS",
+              help="Stop the sweep HOURS after it starts: no run starts after that, running ones checkpoint and stop "
+                   "at their next epoch boundary; prints 'time budget reached: N runs not started; ...' and exits "
+                   "with status 3. Rerun the same command to continue.")
+@click.option("--stop-if-stalled", "stop_if_stalled", type=int, default=0, metavar="N",
+              help="End a run early (complete; \"stopped\": \"stalled\" in summary.json) once its eval/time_at_goal "
+                   "has not improved on its best for N consecutive evaluations (default 0: off).")
 @click.option("--checkpoint-buffer-limit-mb", type=int, default=4096, show_default=True,
               help="Checkpoints include the replay buffer up to this size (0: never); without it a resumed run refills it.")
 @click.option("--devices", default="1", show_default=True, help="Local devices per run, data-parallel: a number or 'all'.")
@@ -260,9 +268,9 @@ def _sweep_params(ctx: click.Context) -> dict[str, object]:
 def _run_sweep(algos, tasks, depths, widths, seeds, preset, env_steps, epochs, out, residual, layer_norm, activation, sets, report,
         checkpoint_every, checkpoint_buffer_limit_mb, devices, executor, workers, ray_address, cpus_per_run,
         gpus_per_run, slurm_partition, slurm_time_min, slurm_mem_gb, slurm_account, slurm_qos, slurm_constraint,
-        slurm_cluster, logger, dry_run=False, batch_sizes=None, diagnostics=True):
+        slurm_cluster, logger, dry_run=False, batch_sizes=None, diagnostics=True, time_budget=None, stop_if_stalled=0):
     """The body of ``run`` once the sweep file and the flags are merged (``sets``: the overrides)."""
-    from gcrl_bench import registry, results
+    from gcrl_bench import budgets, registry, results
     from gcrl_bench.checkpoint import CheckpointConfig
     from gcrl_bench.executors import ExecutorConfig
     from gcrl_bench.runner import ExecutionOptions
@@ -288,6 +296,7 @@ def _run_sweep(algos, tasks, depths, widths, seeds, preset, env_steps, epochs, o
     options = ExecutionOptions(
         checkpoint=CheckpointConfig(every_epochs=checkpoint_every, buffer_max_bytes=checkpoint_buffer_limit_mb << 20),
         devices=parse_devices(devices), logger=None if logger == "none" else logger, diagnostics=diagnostics,
+        deadline=budgets.deadline_after(time_budget), stop_if_stalled=stop_if_stalled,
     )
     executor_config = ExecutorConfig(
         kind=executor, workers=workers, ray_address=ray_address, cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run,
@@ -364,7 +373,11 @@ def _run_sweep(algos, tasks, depths, widths, seeds, preset, env_steps, epochs, o
     _enable_compilation_cache()
     from gcrl_bench.executors import run_all
 
-    failures = run_all(todo, out_path, options, executor_config)
+    try:
+        failures = run_all(todo, out_path, options, executor_config)
+    except budgets.TimeBudgetReached:
+        results.write_scores_csv(out_path)  # the runs complete so far; the report waits for the whole sweep
+        raise
     results.write_scores_csv(out_path)
     if report:
         from gcrl_bench.reports import build_report
@@ -596,6 +609,9 @@ def render_(run_dir, output, episodes, seed, fps, width, height, camera):
 def main(argv=None) -> None:
     try:
         cli.main(args=argv, prog_name="gcrl-bench", standalone_mode=False)
+    except TimeBudgetReached as exc:
+        click.echo(str(exc))
+        sys.exit(3)
     except GcrlBenchError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)

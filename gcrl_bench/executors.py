@@ -31,9 +31,10 @@ import sys
 from pathlib import Path
 from typing import Literal
 
-from gcrl_bench import results
+from gcrl_bench import budgets, results
 from gcrl_bench.errors import ConfigError, import_extra
-from gcrl_bench.runner import EpochReport, ExecutionOptions, RunInterrupted, RunOutcome, record_failure, run_isolated
+from gcrl_bench.runner import (EpochReport, ExecutionOptions, RunInterrupted, RunOutcome, RunOutOfTime, record_failure,
+                               run_isolated)
 from gcrl_bench.runspec import RunSpec
 
 
@@ -137,7 +138,10 @@ def _log_callbacks(label: str):
 
 
 def _remote_run(run: RunSpec, out: str, options: ExecutionOptions, cache: dict) -> RunOutcome:
-    """The body of a run in a worker process, a Ray task or a SLURM job."""
+    """The body of a run in a worker process, a Ray task or a SLURM job; ``not_started`` once the time
+    budget has passed, ``interrupted`` when it stopped the run (both plain outcomes, not exceptions)."""
+    if budgets.reached(options.deadline):
+        return RunOutcome(run.run_id, "not_started")
     import jax
 
     from gcrl_bench import registry, xla_setup
@@ -147,7 +151,11 @@ def _remote_run(run: RunSpec, out: str, options: ExecutionOptions, cache: dict) 
     for name, value in cache.items():
         jax.config.update(name, value)
     on_phase, on_epoch = _log_callbacks(run.label)
-    return run_isolated(run, Path(out), on_epoch=on_epoch, on_phase=on_phase, options=options)
+    try:
+        return run_isolated(run, Path(out), on_epoch=on_epoch, on_phase=on_phase, options=options)
+    except RunOutOfTime as exc:
+        return RunOutcome.unfinished(run.run_id, "interrupted", str(exc),
+                                     results.read_metrics(results.RunDir.of(Path(out), run.run_id).metrics))
 
 
 def _compilation_cache_settings() -> dict:
@@ -167,13 +175,26 @@ def _record_lost(run: RunSpec, out: Path, exc: BaseException) -> list[str]:
     return [f"{run.run_id}: {record_failure(run, out, exc).error}"]
 
 
-def _collect(outcomes: dict[str, RunOutcome], runs: list[RunSpec]) -> list[str]:
-    failures = []
+_STATUS_WORDS = {"complete": "done", "interrupted": "stopped by the time budget (checkpoint written)",
+                 "not_started": "not started (time budget reached)"}
+
+
+def _collect(outcomes: dict[str, RunOutcome], runs: list[RunSpec], lost: list[str]) -> list[str]:
+    """Prints each run's outcome; returns one line per failed run (``lost``'s first: runs whose process died).
+
+    Raises:
+      budgets.TimeBudgetReached: the time budget left runs not started or stopped (carries the failures).
+    """
+    failures = list(lost)
     for run in runs:
         o = outcomes.get(run.run_id)
         if o is not None and o.status == "failed":
             failures.append(f"{run.run_id}: {o.error}")
-        print(f"{run.label}: {'done' if o and o.status == 'complete' else 'FAILED'}", file=sys.stderr, flush=True)
+        print(f"{run.label}: {_STATUS_WORDS.get(o.status if o else '', 'FAILED')}", file=sys.stderr, flush=True)
+    not_started = sum(o.status == "not_started" for o in outcomes.values())
+    stopped = sum(o.status == "interrupted" for o in outcomes.values())
+    if not_started or stopped:
+        raise budgets.TimeBudgetReached(not_started, stopped, failures)
     return failures
 
 
@@ -214,7 +235,7 @@ def _run_local_pool(runs: list[RunSpec], out: Path, options: ExecutionOptions, w
     if interrupted:
         raise RunInterrupted(f"{len(interrupted)} run(s) interrupted, checkpoints written; "
                              "rerun the same command to resume them")
-    return failures + _collect(outcomes, [r for r in runs if r.run_id in outcomes])
+    return _collect(outcomes, [r for r in runs if r.run_id in outcomes], failures)
 
 
 def _run_ray(runs: list[RunSpec], out: Path, options: ExecutionOptions, config: ExecutorConfig) -> list[str]:
@@ -239,7 +260,7 @@ def _run_ray(runs: list[RunSpec], out: Path, options: ExecutionOptions, config: 
                 outcomes[run.run_id] = ray.get(done[0])
             except Exception as exc:  # the task's process died or raised past run_isolated
                 failures += _record_lost(run, out, exc)
-        return failures + _collect(outcomes, [r for r in runs if r.run_id in outcomes])
+        return _collect(outcomes, [r for r in runs if r.run_id in outcomes], failures)
     finally:
         if started:
             ray.shutdown()
@@ -269,7 +290,7 @@ def _run_slurm(runs: list[RunSpec], out: Path, options: ExecutionOptions, config
             outcomes[run.run_id] = job.result()
         except Exception as exc:  # job failed, cancelled, timed out or its node was lost
             failures += _record_lost(run, out, exc)
-    return failures + _collect(outcomes, [r for r in runs if r.run_id in outcomes])
+    return _collect(outcomes, [r for r in runs if r.run_id in outcomes], failures)
 
 
 def run_all(runs: list[RunSpec], out: Path, options: ExecutionOptions = ExecutionOptions(),
@@ -278,9 +299,13 @@ def run_all(runs: list[RunSpec], out: Path, options: ExecutionOptions = Executio
 
     Raises:
       RunInterrupted: SIGTERM/SIGINT stopped runs (their checkpoints are written).
+      budgets.TimeBudgetReached: ``options.deadline`` passed: no run started after it, the running ones
+        stopped at their next epoch boundary with a checkpoint (the exception counts both).
     """
     if not runs:
         return []
+    if budgets.reached(options.deadline):
+        raise budgets.TimeBudgetReached(len(runs))
     if executor.kind == "ray":
         return _run_ray(runs, out, options, executor)
     if executor.kind == "slurm":

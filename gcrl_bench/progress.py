@@ -7,9 +7,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from gcrl_bench import registry
+from gcrl_bench import budgets, registry
 from gcrl_bench.config import derive_plan
-from gcrl_bench.runner import EpochReport, ExecutionOptions, StopOnSignal, run_isolated
+from gcrl_bench.runner import EpochReport, ExecutionOptions, RunOutOfTime, StopOnSignal, run_isolated
 from gcrl_bench.runspec import RunSpec
 
 
@@ -19,6 +19,8 @@ def run_grid(runs: list[RunSpec], out: Path, options: ExecutionOptions = Executi
 
     Returns:
       one line per failed run.
+    Raises:
+      budgets.TimeBudgetReached: ``options.deadline`` passed before a run started, or stopped one.
     """
     console = Console(stderr=True, soft_wrap=True)
     failures: list[str] = []
@@ -36,6 +38,8 @@ def run_grid(runs: list[RunSpec], out: Path, options: ExecutionOptions = Executi
             StopOnSignal() as stop:
         for i, run in enumerate(runs, 1):
             stop.check(f"the sweep stopped before run {i}/{len(runs)} ({run.run_id})")
+            if budgets.reached(options.deadline):
+                raise budgets.TimeBudgetReached(len(runs) - i + 1, 0, failures)
             label = f"[{i}/{len(runs)}] {run.label}"
             total = derive_plan(run.loop, registry.task_spec(run.task)).total_env_steps
             bar = progress.add_task(label, total=total, sps="", tag="compiling")
@@ -54,7 +58,11 @@ def run_grid(runs: list[RunSpec], out: Path, options: ExecutionOptions = Executi
                                   f"env steps, {r.steps_per_second:,.0f} steps/s, time at goal {r.time_at_goal:.1f}, "
                                   f"{r.elapsed_s:.0f}s")
 
-            outcome = run_isolated(run, out, on_epoch=on_epoch, on_phase=on_phase, options=options)
+            try:
+                outcome = run_isolated(run, out, on_epoch=on_epoch, on_phase=on_phase, options=options)
+            except RunOutOfTime:
+                progress.update(bar, tag="stopped by the time budget")
+                raise budgets.TimeBudgetReached(len(runs) - i, 1, failures) from None
             if outcome.status == "complete":
                 done = f"done: score {outcome.score:.1f} (compile {outcome.compile_time_s:.0f}s)"
                 progress.update(bar, tag=done)

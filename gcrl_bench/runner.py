@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import serialization
 
-from gcrl_bench import checkpoint, diagnostics, registry, results, sharding, trackers
+from gcrl_bench import budgets, checkpoint, diagnostics, registry, results, sharding, trackers
 from gcrl_bench.checkpoint import CheckpointConfig
 from gcrl_bench.config import derive_plan
 from gcrl_bench.errors import GcrlBenchError
@@ -39,7 +39,8 @@ class EpochReport:
 
 @dataclasses.dataclass(frozen=True)
 class ExecutionOptions:
-    """How a run is executed; none of it changes the run's results (so none of it is in the run id).
+    """How a run is executed; none of it changes the run's results (so none of it is in the run id),
+    except that ``stop_if_stalled`` may end a run before its last planned epoch (its summary.json says so).
 
     Attributes:
       checkpoint: when and what to checkpoint.
@@ -48,19 +49,34 @@ class ExecutionOptions:
         the run: ``tensorboard`` or ``wandb`` (see :mod:`gcrl_bench.trackers`); None: none.
       diagnostics: record per-layer and representation diagnostics (``diag/...`` in metrics.jsonl, warnings
         in summary.json; :mod:`gcrl_bench.diagnostics`) every epoch. They do not change the run's results.
+      deadline: the sweep's time budget as an absolute ``time.time()`` (see :mod:`gcrl_bench.budgets`):
+        once passed, no run starts and a running one checkpoints and stops at its next epoch boundary
+        (:class:`RunOutOfTime`); None: no budget.
+      stop_if_stalled: end a run (complete, ``"stopped": "stalled"`` in summary.json) once its
+        eval/time_at_goal has not improved on its best for this many consecutive evaluations
+        (:func:`gcrl_bench.budgets.stalled_at`); 0: off.
     """
 
     checkpoint: CheckpointConfig = CheckpointConfig()
     devices: int = 1
     logger: str | None = None
     diagnostics: bool = True
+    deadline: float | None = None
+    stop_if_stalled: int = 0
 
     def __post_init__(self):
+        if self.stop_if_stalled:
+            budgets.check_patience(self.stop_if_stalled)
         trackers.make_tracker(self.logger)  # an unknown tracker or a missing package: refused before any run
 
 
 class RunInterrupted(GcrlBenchError):
     """SIGTERM or SIGINT stopped a run at an epoch boundary after its checkpoint was written."""
+
+
+class RunOutOfTime(RunInterrupted):
+    """The sweep's time budget (``ExecutionOptions.deadline``) stopped a run at an epoch boundary after its
+    checkpoint was written."""
 
 
 class RunDiverged(FloatingPointError):
@@ -164,8 +180,9 @@ class RunOutcome:
 
     Attributes:
       run_id: the run's id (its folder under ``results/runs/``).
-      status: ``complete`` (summary.json written), ``failed`` (failure.json written) or ``interrupted``
-        (SIGTERM/SIGINT stopped it at an epoch boundary after its checkpoint was written).
+      status: ``complete`` (summary.json written), ``failed`` (failure.json written), ``interrupted``
+        (SIGTERM/SIGINT or the time budget stopped it at an epoch boundary after its checkpoint was written)
+        or ``not_started`` (the time budget had passed before it started).
       score: the run's score (mean time at goal over its last evaluations, summary.json); NaN unless complete.
       env_steps: environment steps trained: the final count when complete, else the count at the last
         recorded evaluation (0 when it recorded none).
@@ -177,7 +194,7 @@ class RunOutcome:
     """
 
     run_id: str
-    status: Literal["complete", "failed", "interrupted"]
+    status: Literal["complete", "failed", "interrupted", "not_started"]
     score: float = float("nan")
     env_steps: int = 0
     wall_time_s: float = float("nan")
@@ -256,6 +273,8 @@ class _Training:
       t_start: ``time.perf_counter()`` when this attempt started.
       refill_env_steps: environment steps spent refilling a buffer the checkpoint did not hold.
       resumed: whether this attempt continues a checkpoint.
+      stopped_epoch: the epoch after which the stall rule ended the run (``ExecutionOptions.stop_if_stalled``),
+        or None.
     """
 
     state: Any
@@ -266,6 +285,7 @@ class _Training:
     t_start: float
     refill_env_steps: int
     resumed: bool
+    stopped_epoch: int | None = None
 
     def wall_time(self) -> float:
         """Training seconds over all attempts, up to now."""
@@ -295,11 +315,19 @@ def _train(run: RunSpec, options: ExecutionOptions, task, algorithm, plan, folde
     for epoch in range(training.first_epoch, run.loop.num_epochs + 1):
         _epoch(run, compiled, plan, folder, training, epoch, callbacks)
         last = epoch == run.loop.num_epochs
+        if not last and options.stop_if_stalled and budgets.stalled_at(
+                [r["eval/time_at_goal"] for r in training.rows], options.stop_if_stalled) is not None:
+            training.stopped_epoch = epoch
+            break
         periodic = ckpt.every_epochs and epoch % ckpt.every_epochs == 0
-        if not last and (periodic or stop.signum is not None):
+        out_of_time = not last and budgets.reached(options.deadline)
+        if not last and (periodic or stop.signum is not None or out_of_time):
             checkpoint.save(folder.path, run.run_id, epoch, training.state, training.host_state(), save_buffer)
         if not last:
-            stop.check(f"run {run.run_id} stopped after epoch {epoch}/{run.loop.num_epochs}, checkpoint written")
+            where = f"run {run.run_id} stopped after epoch {epoch}/{run.loop.num_epochs}, checkpoint written"
+            stop.check(where)
+            if out_of_time:
+                raise RunOutOfTime(f"time budget reached: {where}; rerun the same command to resume")
     return _finish(compiled, compile_s, task, folder, training)
 
 
@@ -401,6 +429,8 @@ def _finish(compiled: Compiled, compile_s: float, task, folder: results.RunDir, 
         "num_evaluations": len(rows),
         "final": {k: rows[-1][k] for k in rows[-1] if k.startswith("eval/")},
         "warnings": diagnostics.run_warnings(rows[-1]),
+        "stopped": None if training.stopped_epoch is None else "stalled",  # see gcrl_bench.budgets
+        "stopped_epoch": training.stopped_epoch,
     }
     results.atomic_write_text(folder.summary, results.to_json(summary))
     checkpoint.remove(folder.path)
