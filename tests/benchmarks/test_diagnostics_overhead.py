@@ -8,8 +8,9 @@ Setting: CRL at depth 64, width 256, batch 256 on point_u_maze, one training ste
 steps per epoch (environment variable GCRL_BENCH_DIAG_UPDATES, default 100; the paper's loop takes 800 per
 training step and many training steps per epoch, so its overhead is smaller still). The same epoch is
 compiled with and without diagnostics and timed alternately (median of ``ROUNDS`` after a warm-up), and the
-ratio printed. The diagnostics cost about one gradient step and a forward pass of each network on one
-probe batch, so the ratio is about 1 + 1.5 / UPDATES. Target: at most 1.05.
+ratio printed. The diagnostics (sampling the probe batch, the gradients of the algorithm's losses, a
+forward pass of each network layer by layer, the norms and an SVD) cost about as much as four gradient
+steps on a 2-core CPU, so the ratio is about 1 + 4 / UPDATES. Target: at most 1.05.
 """
 
 from __future__ import annotations
