@@ -62,6 +62,8 @@ def test_every_section_printed_with_finite_numbers(kit_run):
     # tiny scale: one env size (32 envs, 10-step scans), one depth, a 2-epoch learning run that is not judged
     assert [(r["task"], r["envs"], r["scan_steps"]) for r in data["sections"]["env"]] == [("point_u_maze", 32, 10)]
     assert [r["depth"] for r in data["sections"]["train"]] == [4]
+    # the smoke preset's loop is not the paper's: no paper rate and no ratio beside it
+    assert (data["sections"]["train"][0]["paper_env_steps_per_s"], data["sections"]["train"][0]["ratio"]) == ("-", "-")
     assert data["sections"]["learning"][0]["verdict"] == "not judged (shortened run)"
     # a CPU reports no device memory statistics: one row per measured section, each saying so
     memory = data["sections"]["memory"]

@@ -11,7 +11,8 @@ Measures, on the first local device, and prints one table per section:
   gradient steps of batch 512 per training step) for CRL at each chosen depth, from one compiled epoch
   shortened to a few training steps (every training step does the same work, so the rate is that of a full
   epoch without its evaluation), beside the rate implied by the paper's Table 3: the task's budget
-  (``PAPER_BUDGETS``, docs/tasks.md §1.6) over the wall-clock hours of one run (docs/tasks.md §8.3).
+  (``PAPER_BUDGETS``, docs/tasks.md §1.6) over the wall-clock hours of one run (docs/tasks.md §8.3). The
+  smaller scales run the ``smoke`` preset's loop instead and leave the paper's rate out ("-").
 - ``memory``: the device's peak memory in use after each section (``Device.memory_stats()``; "n/a on this
   platform" where the runtime has none, as on CPU).
 - ``learning``: CRL (depth 4, width 64) on the sanity task ``point_u_maze`` with the ``quick`` preset's loop
@@ -241,7 +242,8 @@ def train_section(scale: Scale) -> Table:
         if not bool(all_finite(metrics)):
             raise FloatingPointError(f"train section at depth {depth}: a training metric is not finite")
         sps = plan.env_steps_per_epoch / best
-        paper = paper_env_steps_per_second(scale.train_task, depth)
+        # the paper's rate is comparable only with the paper's loop (its batch, UTD and env count)
+        paper = paper_env_steps_per_second(scale.train_task, depth) if scale.train_preset == "paper" else None
         ratio = sps / paper if paper else "-"
         table.add(scale.train_task, scale.train_preset, depth, loop.num_envs, loop.updates_per_step, sps,
                   paper if paper else "-", ratio, compiled.compile_seconds["total"])
