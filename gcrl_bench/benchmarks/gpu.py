@@ -291,7 +291,9 @@ def _progress(line: str) -> None:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m gcrl_bench.benchmarks.gpu", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m gcrl_bench.benchmarks.gpu", description=(
+        "Accelerator verification kit: env, learner and training throughput, peak memory and a short learning "
+        "check on the first local device, one table per section."))
     parser.add_argument("--scale", choices=tuple(SCALES), default=None,
                         help="sizes: full (default on GPU/TPU), cpu (default on CPU), tiny (smallest check)")
     parser.add_argument("--cpu-scale", action="store_true", help="same as --scale cpu")
