@@ -6,7 +6,7 @@ Each task: one jitted program running a ``lax.scan`` of ``vmap(step)`` with unif
 environments (100 steps) and at 1024 environments (20 steps, to stay cheap). Reported: env steps per second
 (best of 3 runs after a warm-up call) and the compile time of that program (cold: the program is made
 unique so the persistent cache cannot serve it). The final table prints every task beside JaxGCRL's
-numbers (/work/shared/baseline/RESULTS.md: JaxGCRL 0.2.8, brax 0.12.1, a 2-vCPU machine of this kind) as
+numbers (JaxGCRL 0.2.8 on brax 0.12.1, measured on a 2-vCPU machine like the one these figures come from) as
 ratios ours / JaxGCRL, and each maze beside its open-floor body (ant, humanoid): the target for a maze is
 at least half the open floor's env steps/s. Machines are shared and noisy: compare ratios measured side by
 side, not absolute numbers across runs. MJX (arm) tasks run in a fresh interpreter with the XLA flag that
