@@ -220,6 +220,13 @@ class Preset:
         return dataclasses.replace(self.loop, **self.per_task.get(task, {}))
 
 
+QUICK_LOOP = LoopConfig(
+    total_env_steps=1_600_000, num_epochs=8, num_envs=64, unroll_length=50, batch_size=256,
+    updates_per_step=100, min_replay_rows=1000, max_replay_rows=3000, num_eval_envs=32,
+)
+"""The ``quick`` preset's loop on the ten tasks (also the other presets' loop for tasks they do not size)."""
+
+
 PRESETS: dict[str, Preset] = {
     p.name: p
     for p in (
@@ -240,10 +247,7 @@ PRESETS: dict[str, Preset] = {
                 "of ~0.2M env steps on the ten tasks; the sanity task gets 64 envs, 100-step windows, UTD 1:16 "
                 "and 0.2M env steps. Minutes (sanity task) to tens of minutes (ant mazes) on a CPU."
             ),
-            loop=LoopConfig(
-                total_env_steps=1_600_000, num_epochs=8, num_envs=64, unroll_length=50, batch_size=256,
-                updates_per_step=100, min_replay_rows=1000, max_replay_rows=3000, num_eval_envs=32,
-            ),
+            loop=QUICK_LOOP,
             per_task={"point_u_maze": SANITY_LOOP},
         ),
         Preset(
@@ -253,10 +257,7 @@ PRESETS: dict[str, Preset] = {
                 "steps, 0.2M env steps, 128 eval episodes); 2-5 min per run on a 2-core CPU. At this budget depth 16 "
                 "does not yet separate from depth 4. Other tasks get the quick preset's loop."
             ),
-            loop=LoopConfig(
-                total_env_steps=1_600_000, num_epochs=8, num_envs=64, unroll_length=50, batch_size=256,
-                updates_per_step=100, min_replay_rows=1000, max_replay_rows=3000, num_eval_envs=32,
-            ),
+            loop=QUICK_LOOP,
             per_task={"point_big_maze": CONTROL_LOOP, "point_u_maze": SANITY_LOOP},
         ),
         Preset(
@@ -278,10 +279,7 @@ PRESETS: dict[str, Preset] = {
                 "UTD 1:16, 0.1M env steps, 8 evaluations of 64 episodes): learning curves within about half a "
                 "minute per run on a CPU; the other tasks get the quick preset's loop."
             ),
-            loop=LoopConfig(
-                total_env_steps=1_600_000, num_epochs=8, num_envs=64, unroll_length=50, batch_size=256,
-                updates_per_step=100, min_replay_rows=1000, max_replay_rows=3000, num_eval_envs=32,
-            ),
+            loop=QUICK_LOOP,
             per_task={"point_u_maze": QUICKSTART_LOOP},
         ),
     )

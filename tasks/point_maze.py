@@ -76,6 +76,10 @@ class PointUMaze:
 
     spec = SPEC
     layout = LAYOUT
+    damping = 0.5
+    """Fraction of the velocity lost per env step (v' = (1 - damping) v + thrust a)."""
+    thrust = 1.0
+    """Velocity change (m/s) per env step at full action."""
 
     def __init__(self, eval_goals: str = "train"):
         self.walls = jnp.asarray(_cells("#"))  # (W, 2) wall cell centres
@@ -99,14 +103,14 @@ class PointUMaze:
 
     def step(self, state: EnvState, action: jax.Array) -> EnvState:
         pos, vel = state.physics[:2], state.physics[2:]
-        vel = 0.5 * vel + jnp.clip(action, -1.0, 1.0)
+        vel = (1.0 - self.damping) * vel + self.thrust * jnp.clip(action, -1.0, 1.0)
         for axis in range(2):  # resolve x, then y
             moved = pos.at[axis].add(vel[axis] * DT)
             hit = self._blocked(moved)
             pos = jnp.where(hit, pos, moved)
             vel = vel.at[axis].set(jnp.where(hit, 0.0, vel[axis]))
         physics = jnp.concatenate([pos, vel])
-        goal = state.obs[SPEC.state_size :]
+        goal = state.obs[self.spec.state_size :]
         return EnvState(physics=physics, obs=jnp.concatenate([physics, goal]), terminated=jnp.zeros(()))
     # -- drawing (gcrl_bench.interface.RenderableTask; host side, never traced)
     def render_model(self):

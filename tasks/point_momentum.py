@@ -43,11 +43,10 @@ from __future__ import annotations
 import collections
 from typing import Sequence
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gcrl_bench.interface import EnvState, TaskSpec
+from gcrl_bench.interface import TaskSpec
 from gcrl_bench.tasks.point_maze import CELL, DT, RADIUS, PointUMaze  # noqa: F401 (RADIUS: shared)
 
 LAYOUT = (
@@ -126,18 +125,6 @@ class PointMomentumMaze(PointUMaze):
         if not far:
             raise ValueError(f"no free cell is {eval_min_cells} cells from the start")
         self.eval_goals = xy(far)
-
-    def step(self, state: EnvState, action: jax.Array) -> EnvState:
-        pos, vel = state.physics[:2], state.physics[2:]
-        vel = (1.0 - self.damping) * vel + self.thrust * jnp.clip(action, -1.0, 1.0)
-        for axis in range(2):  # resolve x, then y
-            moved = pos.at[axis].add(vel[axis] * DT)
-            hit = self._blocked(moved)
-            pos = jnp.where(hit, pos, moved)
-            vel = vel.at[axis].set(jnp.where(hit, 0.0, vel[axis]))
-        physics = jnp.concatenate([pos, vel])
-        goal = state.obs[self.spec.state_size:]
-        return EnvState(physics=physics, obs=jnp.concatenate([physics, goal]), terminated=jnp.zeros(()))
 
 
 def register_all() -> None:
