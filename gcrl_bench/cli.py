@@ -192,6 +192,9 @@ def cli():
 @click.option("--residual/--no-residual", default=True, show_default=True, help="Residual connections in every network.")
 @click.option("--layer-norm/--no-layer-norm", default=True, show_default=True, help="LayerNorm in every network.")
 @click.option("--activation", type=click.Choice(["swish", "relu", "tanh"]), default="swish", show_default=True)
+@click.option("--matmul-precision", type=click.Choice(["highest", "high", "default"]), default=None,
+              help="Precision of the float32 matmuls in CRL's energy and its gradient (TF32 on recent NVIDIA GPUs is "
+                   "'high'/'default'); the same as --set matmul_precision=...; recorded in config.json. Default: highest.")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="Override a hyperparameter (repeatable): KEY applies to every chosen algorithm config and the loop "
                    "config that has it (--set batch_size=256); ALGO.KEY or loop.KEY to one only (--set sac.tau=0.01); "
@@ -268,7 +271,8 @@ def _sweep_params(ctx: click.Context) -> dict[str, object]:
 def _run_sweep(algos, tasks, depths, widths, seeds, preset, env_steps, epochs, out, residual, layer_norm, activation, sets, report,
         checkpoint_every, checkpoint_buffer_limit_mb, devices, executor, workers, ray_address, cpus_per_run,
         gpus_per_run, slurm_partition, slurm_time_min, slurm_mem_gb, slurm_account, slurm_qos, slurm_constraint,
-        slurm_cluster, logger, dry_run=False, batch_sizes=None, diagnostics=True, time_budget=None, stop_if_stalled=0):
+        slurm_cluster, logger, dry_run=False, batch_sizes=None, diagnostics=True, time_budget=None, stop_if_stalled=0,
+        matmul_precision=None):
     """The body of ``run`` once the sweep file and the flags are merged (``sets``: the overrides)."""
     from gcrl_bench import budgets, registry, results
     from gcrl_bench.checkpoint import CheckpointConfig
@@ -306,6 +310,9 @@ def _run_sweep(algos, tasks, depths, widths, seeds, preset, env_steps, epochs, o
     networks = [NetworkConfig(depth=d, width=w, residual=residual, layer_norm=layer_norm, activation=activation)
                 for d in depth_list for w in width_list]
     algorithms = {name: registry.get_algorithm(name) for name in algo_names}
+    if matmul_precision is not None:  # a flag for one --set key, applied to the chosen algorithms that have it
+        sets = [*sets, Override(key="matmul_precision", value=matmul_precision,
+                                origin=f"--matmul-precision {matmul_precision}")]
     changes = resolve_overrides(
         sets, {**{name: a.config_cls for name, a in algorithms.items()}, "loop": LoopConfig},
         other_scopes=registry.algorithm_entries(), refused=_NETWORK_FLAGS,

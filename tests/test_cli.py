@@ -344,3 +344,21 @@ def test_batch_sizes_are_a_sweep_axis(capsys, tmp_path, monkeypatch):
                                 "--set", "batch_size=96", "--no-report", "--out", str(tmp_path / "r"))
     assert code == 0, err
     assert "1 batch sizes" in stdout and [r.loop.batch_size for r in captured] == [96]
+
+
+def _dry_run_ids(capsys, tmp_path, *extra):
+    code, stdout, err = run_cli(capsys, "run", "--algos", "crl", "--tasks", "point_u_maze", "--widths", "8",
+                                "--preset", "smoke", "--dry-run", "--out", str(tmp_path / "r"), *extra)
+    assert code == 0, err
+    return sorted(l.split()[0] for l in stdout.splitlines() if l.startswith("crl__"))
+
+
+def test_matmul_precision_flag_is_the_set_key(capsys, tmp_path):
+    default = _dry_run_ids(capsys, tmp_path)
+    flag = _dry_run_ids(capsys, tmp_path, "--matmul-precision", "high")
+    via_set = _dry_run_ids(capsys, tmp_path, "--set", "matmul_precision=high")
+    assert len(flag) == 1 and flag == via_set and flag != default  # the config (and so the run id) records it
+    assert _dry_run_ids(capsys, tmp_path, "--matmul-precision", "highest") == default  # the default value
+    code, _, err = run_cli(capsys, "run", "--algos", "sac", "--tasks", "point_u_maze", "--preset", "smoke",
+                           "--matmul-precision", "high", "--dry-run", "--out", str(tmp_path / "s"))
+    assert_one_line_error(code, err, "matmul_precision")
