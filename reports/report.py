@@ -9,7 +9,9 @@ Pages, in order:
 5. comparisons: probability of improvement, performance profiles, sample-efficiency (IQM) curves,
    and the probability-of-improvement table;
 6. learning curves: evaluation time at goal against env steps, one panel per task;
-7. appendix: every included run; the runs that are not included (in progress, failed) and why.
+7. diagnostics (:mod:`gcrl_bench.reports.diagnostics`): residual-branch ratio by block, gradient norm by
+   block over training, representation effective rank over training, and every run's warnings;
+8. appendix: every included run; the runs that are not included (in progress, failed) and why.
 When the results hold more than one batch size, page 3 ends with the batch size x depth table and its
 figure (time at goal vs depth, one line per batch size, per task).
 """
@@ -35,7 +37,7 @@ from matplotlib.backends.backend_pdf import PdfPages
 from matplotlib.figure import Figure
 
 from gcrl_bench.errors import ConfigError, ResultsError
-from gcrl_bench.reports import scaling, stats, tables
+from gcrl_bench.reports import diagnostics, scaling, stats, tables
 from gcrl_bench.reports.results import Results, load_results
 from gcrl_bench.results import RUN_KEY
 
@@ -626,6 +628,14 @@ def build_report(
         batch_pages = _batch_depth_pages(batch_cells)
         task_note += f" Runs of batch size {shown_batch_size} only (see the batch size x depth table)."
         aggregate_note += f" Runs of batch size {shown_batch_size} only (see the batch size x depth table)."
+    run_ids = list(results.runs["run_id"])
+    diagnostic_pages = diagnostics.section_pages(results.runs, diagnostics.read_run_metrics(results.directory, run_ids))
+    warnings_text = diagnostics.display_warnings_table(diagnostics.warnings_table(
+        all_results.runs, diagnostics.read_run_summaries(all_results.directory, list(all_results.runs["run_id"]))))
+    warnings_note = ("Warnings of each included run's last epoch (summary.json): representation collapse (effective "
+                     "rank below 1.5), vanishing or exploding gradients (first over last block's gradient norm "
+                     "outside [1e-3, 1e3]), policy entropy collapse (mean log-std within 0.5 of its floor). "
+                     "'none': no run has a warning.")
     num_points = sorted({line.grid.size for lines in curves.values() for line in lines})
     points_text = f"{num_points[0]}" if len(num_points) == 1 else f"{num_points[0]}-{num_points[-1]}"
 
@@ -643,6 +653,8 @@ def build_report(
                 _comparison_page(improvements, profiles, efficiency),
                 *_table_pages("Probability of improvement", improvement_text, improvement_note),
                 *_curve_pages(curves, results),
+                *diagnostic_pages,
+                *_table_pages("Diagnostics: warnings", warnings_text, warnings_note),
                 *_table_pages("Appendix: every included run", _per_run_table(all_results),
                               "Time at goal, success any and success at end: means of the run's last 5 evaluations "
                               "(success: fraction of evaluation episodes). Wall clock: training and evaluation, "
@@ -662,6 +674,7 @@ def build_report(
         "## Critical depth", tables.to_markdown(critical_text), critical_note,
         "## Probability of improvement", tables.to_markdown(improvement_text), improvement_note,
         *(part for title, text, note in batch_sections for part in (f"## {title}", tables.to_markdown(text), note)),
+        "## Diagnostics: warnings", tables.to_markdown(warnings_text) if len(warnings_text) else "none", warnings_note,
     ]) + "\n")
     _write_text(paths["latex"], "\n\n".join([
         tables.to_latex(task_text, "Time at goal per task. " + task_note),
