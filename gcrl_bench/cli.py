@@ -564,7 +564,9 @@ _CAMERA_HELP = ("overview: the whole scene from above at an angle (mazes read as
 
 @cli.command()
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
-def inspect(run_dir):
+@click.option("--plot", type=click.Path(dir_okay=False), default=None,
+              help="Also write block x epoch heatmaps of grad_norm and branch_ratio per network to this PNG.")
+def inspect(run_dir, plot):
     """Print the last epoch's per-block diagnostics of every network of a run and its warnings."""
     from gcrl_bench import diagnostics, results
 
@@ -572,6 +574,18 @@ def inspect(run_dir):
     if not rows:
         raise ConfigError(f"{run_dir}: no metrics.jsonl rows yet; inspect a run that finished an epoch")
     click.echo(diagnostics.format_table(rows[-1]))
+    if plot is not None:
+        from gcrl_bench.reports import diagnostics as report_diagnostics  # matplotlib: only on this path
+
+        try:
+            figure = report_diagnostics.run_heatmaps(rows, f"{Path(run_dir).resolve().name}: per-block diagnostics")
+        except ValueError as error:
+            raise ConfigError(f"{run_dir}: {error}; nothing to plot") from None
+        try:
+            figure.savefig(plot, dpi=120)
+        except OSError as error:
+            raise ConfigError(f"cannot write {plot}: {error.strerror}; choose a writable path") from None
+        click.echo(f"wrote {plot}")
 
 
 @cli.command()
