@@ -68,6 +68,8 @@ def run_grid(runs: list[RunSpec], out: Path, options: ExecutionOptions = Executi
                 progress.update(bar, tag=done)
                 if not console.is_terminal:
                     console.print(f"{label}: {done}")
+                for warning in outcome.warnings:
+                    console.print(f"{label}: warning: {warning}")
             else:
                 failures.append(f"{run.run_id}: {outcome.error}")
                 progress.update(bar, tag="FAILED")

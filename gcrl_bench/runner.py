@@ -191,6 +191,8 @@ class RunOutcome:
       compile_time_s: seconds this attempt spent compiling (0 when the programs were reused in-process);
         NaN unless complete.
       error: one line saying what went wrong (failed, interrupted); "" when complete.
+      warnings: the diagnostics warnings of the run's last epoch (summary.json ``warnings``); () unless
+        complete, or when a summary predates them.
     """
 
     run_id: str
@@ -200,12 +202,14 @@ class RunOutcome:
     wall_time_s: float = float("nan")
     compile_time_s: float = float("nan")
     error: str = ""
+    warnings: tuple[str, ...] = ()
 
     @classmethod
     def complete(cls, run_id: str, summary: dict) -> "RunOutcome":
         """The outcome of a run that finished, from its summary (as :func:`execute` returns it)."""
         return cls(run_id, "complete", score=float(summary["score"]), env_steps=int(summary["env_steps"]),
-                   wall_time_s=float(summary["wall_time_s"]), compile_time_s=float(summary["compile_time_s"]))
+                   wall_time_s=float(summary["wall_time_s"]), compile_time_s=float(summary["compile_time_s"]),
+                   warnings=tuple(str(w) for w in summary.get("warnings") or ()))
 
     @classmethod
     def unfinished(cls, run_id: str, status: Literal["failed", "interrupted"], error: str,

@@ -1,7 +1,7 @@
 """The report's diagnostics section: tidy tables from hand-written metrics rows, and one real smoke pair whose
 report holds the diagnostics pages and whose `inspect --plot` writes a PNG."""
 
-import math
+import json
 
 import pandas as pd
 import pytest
@@ -124,10 +124,21 @@ def test_smoke_pair_report_has_diagnostics_pages_and_inspect_plots(capsys, tmp_p
     from gcrl_bench.cli import main
 
     out = tmp_path / "res"
-    with pytest.raises(SystemExit) as exit_info:
-        main(["run", "--algos", "crl", "--tasks", "point_u_maze", "--depths", "4,8", "--widths", "16",
-              "--preset", "smoke", "--out", str(out)])
-    assert exit_info.value.code in (0, None), capsys.readouterr().err
+    def cli(*argv):  # the exit code of one command (0 when main returns)
+        try:
+            main(list(argv))
+        except SystemExit as exit_:
+            return exit_.code or 0
+        return 0
+
+    code = cli("run", "--algos", "crl", "--tasks", "point_u_maze", "--depths", "4,8", "--widths", "16",
+               "--preset", "smoke", "--out", str(out))
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    # the progress display prints one line per warning of a finished run (none printed for a run without any)
+    summaries = [json.loads((p / "summary.json").read_text()) for p in (out / "runs").iterdir()]
+    printed = [line.split("warning: ", 1)[1] for line in captured.err.splitlines() if ": warning: " in line]
+    assert sorted(printed) == sorted(w for s in summaries for w in s["warnings"])
     text = "\n".join(page.extract_text() for page in pypdf.PdfReader(out / "report.pdf").pages)
     for title in ("Diagnostics: residual-branch ratio", "Diagnostics: gradient norm by block",
                   "Diagnostics: representation effective rank", "Diagnostics: warnings"):
@@ -136,8 +147,18 @@ def test_smoke_pair_report_has_diagnostics_pages_and_inspect_plots(capsys, tmp_p
     run_dir = next(p for p in (out / "runs").iterdir() if "_d8_" in p.name)
     png = tmp_path / "heat.png"
     capsys.readouterr()
-    with pytest.raises(SystemExit) as exit_info:
-        main(["inspect", str(run_dir), "--plot", str(png)])
-    assert exit_info.value.code in (0, None), capsys.readouterr().err
-    assert f"wrote {png}" in capsys.readouterr().out
+    code = cli("inspect", str(run_dir), "--plot", str(png))
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "sa_encoder" in captured.out and f"wrote {png}" in captured.out
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+
+
+def test_run_outcome_carries_the_summary_warnings():
+    from gcrl_bench.runner import RunOutcome
+
+    summary = {"score": 1.5, "env_steps": 10, "wall_time_s": 2.0, "compile_time_s": 0.0,
+               "warnings": ["representation collapse: a", "exploding gradients in actor: b"]}
+    assert RunOutcome.complete("r", summary).warnings == ("representation collapse: a", "exploding gradients in actor: b")
+    del summary["warnings"]  # a summary from before diagnostics
+    assert RunOutcome.complete("r", summary).warnings == ()

@@ -51,10 +51,12 @@ def test_real_runs_are_loaded_with_their_scores_params_and_times(real_report):
 
 def test_real_report_has_every_page_and_its_tables_match_the_csv(real_report):
     pages = [page.extract_text() for page in PdfReader(real_report / "report.pdf").pages]
-    assert len(pages) == 11
+    assert len(pages) == 15
     expected_titles = ("gcrl-bench report", "Time at goal per task", "Aggregate over tasks", "Depth scaling",
                        "Critical depth", "Cost of scale", "Comparisons over all tasks", "Probability of improvement",
-                       "Learning curves", "Appendix: every included run", "Runs not included")
+                       "Learning curves", "Diagnostics: residual-branch ratio", "Diagnostics: gradient norm by block",
+                       "Diagnostics: representation effective rank", "Diagnostics: warnings",
+                       "Appendix: every included run", "Runs not included")
     for page, title in zip(pages, expected_titles):
         assert title in page, title
     assert f"{REPS:,} resamples, seed 3" in pages[0] and "point_u_maze" in pages[0]

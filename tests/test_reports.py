@@ -236,9 +236,9 @@ def test_report_writes_pdf_and_tables_beside_it(built):
 def test_report_pages_show_what_was_run_tables_curves_and_excluded_runs(built):
     _, paths = built
     pages = [page.extract_text() for page in PdfReader(paths["pdf"]).pages]
-    assert len(pages) == 11
+    assert len(pages) == 13
     (title, task_page, aggregate_page, scaling_page, critical_page, cost_page, comparison_page, improvement_page,
-     curves, appendix, excluded) = pages
+     curves, diagnostics_page, warnings_page, appendix, excluded) = pages
     assert "gcrl-bench report" in title
     for expected in ("crl", *TASKS, "4, 64", "256", "0, 1, 2", "tiny", "1,000,000", "jax 0.10.0", "abc1234",
                      "TFRT_CPU_0", f"{REPS:,} resamples, seed 0"):
@@ -261,6 +261,9 @@ def test_report_pages_show_what_was_run_tables_curves_and_excluded_runs(built):
     assert "Appendix: every included run" in appendix and all(f"crl_{t}_d64_w256_s2" in appendix for t in TASKS)
     assert "Learning curves" in curves and "environment steps (millions)" in curves
     assert all(task in curves for task in TASKS)
+    # the fixture's runs recorded no diagnostics: a note page, no figure; and no warnings
+    assert "Diagnostics" in diagnostics_page and "No run recorded per-layer diagnostics" in diagnostics_page
+    assert "Diagnostics: warnings" in warnings_page and "none" in warnings_page
     assert "Runs not included" in excluded and IN_PROGRESS_RUN in excluded and "400,000" in excluded
 
 
