@@ -279,6 +279,8 @@ def grad_norm_pages(table: pd.DataFrame, note: str = "") -> list[Figure]:
 
 def effective_rank_pages(table: pd.DataFrame, note: str = "") -> list[Figure]:
     """Effective rank of phi (solid) and psi (dashed) against epoch, one line per depth, per (algo, task)."""
+    from gcrl_bench.diagnostics import COLLAPSE_RANK  # the warning's threshold (imports jax: only here)
+
     title = "Diagnostics: representation effective rank over training (mean over seeds)"
     panels = list(table.groupby(["algo", "task"]))
     colour = _depth_colours(table["depth"]) if len(table) else {}
@@ -293,6 +295,8 @@ def effective_rank_pages(table: pd.DataFrame, note: str = "") -> list[Figure]:
                 axes.plot(line["epoch"], line["effective_rank"], color=colour[int(depth)], marker=".",
                           linestyle="-" if network == "sa_encoder" else "--",
                           label=f"{REPRESENTATIONS.get(network, network)}, depth {depth}, width {width}")
+            axes.axhline(COLLAPSE_RANK, color="tab:red", linestyle=":", linewidth=1,
+                         label=f"collapse warning below {COLLAPSE_RANK:g}")
             axes.set_title(f"{algo} / {task}", fontsize=10)
             axes.set_xlabel("epoch")
             axes.set_ylabel("effective rank")
