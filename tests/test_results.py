@@ -219,7 +219,8 @@ def test_a_run_reports_each_recorded_row_and_a_typed_outcome(tmp_path):
     summary = results.read_json(folder.summary)
     assert seen == results.read_metrics(folder.metrics) and [r["epoch"] for r in seen] == list(range(1, EPOCHS + 1))
     assert outcome == RunOutcome(run.run_id, "complete", summary["score"], seen[-1]["env_steps"],
-                                 summary["wall_time_s"], summary["compile_time_s"], "")
+                                 summary["wall_time_s"], summary["compile_time_s"], "",
+                                 tuple(summary["warnings"]))
     assert outcome.score == sum(r["eval/time_at_goal"] for r in seen[-results.SCORE_WINDOW:]) / EPOCHS
 
     def tracker_fails(row: dict) -> None:
