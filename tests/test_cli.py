@@ -8,25 +8,7 @@ import stat
 
 import pytest
 
-from gcrl_bench.cli import main
-
-
-def run_cli(capsys, *argv):
-    with pytest.raises(SystemExit) as exit_info:
-        main(list(argv))
-        raise SystemExit(0)
-    out = capsys.readouterr()
-    return exit_info.value.code, out.out, out.err
-
-
-def assert_one_line_error(code, err, *needles):
-    assert code == 2, err
-    lines = [l for l in err.splitlines() if l.strip()]
-    assert len(lines) == 1, err
-    assert lines[0].startswith("error: ")
-    assert "Traceback" not in err
-    for n in needles:
-        assert n in lines[0], lines[0]
+from cli_helpers import assert_one_line_error, run_cli
 
 
 @pytest.mark.parametrize(

@@ -7,20 +7,12 @@ import pytest
 from flax import serialization
 
 from gcrl_bench import planner, registry
-from gcrl_bench.cli import main
+from cli_helpers import run_cli
 from gcrl_bench.config import get_preset
 from gcrl_bench.networks import NetworkConfig
 from gcrl_bench.runspec import RunSpec
 
 NET = NetworkConfig(depth=4, width=8)
-
-
-def run_cli(capsys, *argv):
-    with pytest.raises(SystemExit) as exit_info:
-        main(list(argv))
-        raise SystemExit(0)
-    out = capsys.readouterr()
-    return exit_info.value.code, out.out, out.err
 
 
 def _run(algo: str, network: NetworkConfig = NET) -> RunSpec:

@@ -12,7 +12,7 @@ from flax import serialization
 from PIL import Image
 
 from gcrl_bench import registry, render, rundirs
-from gcrl_bench.cli import main
+from cli_helpers import assert_one_line_error, run_cli
 from gcrl_bench.config import LoopConfig
 from gcrl_bench.errors import ResultsError, UnknownNameError
 from gcrl_bench.networks import NetworkConfig
@@ -23,22 +23,6 @@ GL_OK, GL_WHY = render.gl_available()
 needs_gl = pytest.mark.skipif(not GL_OK, reason=f"no OpenGL backend for offscreen rendering here: {GL_WHY}")
 
 GOAL_RGB = np.array([0.9, 0.1, 0.1]) * 255
-
-
-def run_cli(capsys, *argv):
-    with pytest.raises(SystemExit) as exit_info:
-        main(list(argv))
-        raise SystemExit(0)
-    out = capsys.readouterr()
-    return exit_info.value.code, out.out, out.err
-
-
-def assert_one_line_error(code, err, *needles):
-    assert code == 2, err
-    lines = [l for l in err.splitlines() if l.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
-    for n in needles:
-        assert n in lines[0], lines[0]
 
 
 def goal_pixels(image: np.ndarray) -> int:
