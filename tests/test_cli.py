@@ -344,3 +344,14 @@ def test_matmul_precision_flag_is_the_set_key(capsys, tmp_path):
     code, _, err = run_cli(capsys, "run", "--algos", "sac", "--tasks", "point_u_maze", "--preset", "smoke",
                            "--matmul-precision", "high", "--dry-run", "--out", str(tmp_path / "s"))
     assert_one_line_error(code, err, "matmul_precision")
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (("run", "--logger", "bogus"), "'--logger'"),
+    (("run", "--activation", "gelu"), "'--activation'"),
+    (("inspect", "/nonexistent/run"), "RUN_DIR"),
+    (("frobnicate",), "frobnicate"),
+])
+def test_click_usage_errors_are_one_line_too(capsys, argv, needle):
+    code, _, err = run_cli(capsys, *argv)
+    assert_one_line_error(code, err, needle, "--help")
